@@ -1,0 +1,121 @@
+"""The ``bullworker`` command: parses arguments and calls the library."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+cli = typer.Typer(
+    help="Run and queue bullworker jobs.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+AppOption = Annotated[
+    str | None,
+    typer.Option(
+        "--app",
+        envvar="BULLWORKER_APP",
+        help="The app as module[:attribute] (attribute default 'app').",
+        show_envvar=True,
+    ),
+]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one clear line on stderr and exit non-zero."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _load(spec: str | None) -> Any:
+    from .serve import AppLoadError, load_app
+
+    try:
+        return load_app(spec)
+    except AppLoadError as exc:
+        fail(str(exc), 2)
+
+
+@cli.command()
+def start(
+    app: AppOption = None,
+    queues: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated queues to consume (default: all of the app's)."),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Jobs run at once per queue.")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
+) -> None:
+    """Run the job runner until SIGTERM or SIGINT."""
+    from .errors import BullworkerError
+    from .serve import run_worker, setup_logging
+
+    setup_logging(log_level)
+    application = _load(app)
+    if not application.enable_worker:
+        fail("this app was created without enable_worker=True, so it cannot run jobs", 2)
+    chosen = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    try:
+        asyncio.run(run_worker(application, queues=chosen, concurrency=concurrency))
+    except BullworkerError as exc:
+        fail(str(exc))
+
+
+@cli.command()
+def queue(
+    name: Annotated[str, typer.Argument(help="Job name (the job class's name).")],
+    app: AppOption = None,
+    data: Annotated[str, typer.Option(help="Payload as JSON.")] = "{}",
+    delay: Annotated[int | None, typer.Option(min=0, help="Delay in milliseconds.")] = None,
+    queue_name: Annotated[
+        str | None, typer.Option("--queue", help="Queue to use (default: the job's queue).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Queue a name this app does not register (for a Node consumer).")
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Seconds to wait for Redis (default REDIS_TIMEOUT)."),
+    ] = None,
+) -> None:
+    """Queue one job and print its id."""
+    from .errors import BullworkerError
+    from .serve import queue_by_name
+
+    try:
+        payload = json.loads(data)
+    except json.JSONDecodeError as exc:
+        fail(f"--data is not valid JSON: {exc}", 2)
+    application = _load(app)
+    if timeout is not None:
+        application.config.redis_timeout = timeout
+    try:
+        job_id = asyncio.run(
+            queue_by_name(application, name, payload, queue=queue_name, force=force, delay=delay)
+        )
+    except BullworkerError as exc:
+        hint = (
+            " (use --force to queue it for a consumer elsewhere)"
+            if "unknown job" in str(exc)
+            else ""
+        )
+        fail(f"{exc}{hint}")
+    if application.config.is_test:
+        typer.echo("APP_ENV=test: the job was not queued", err=True)
+    typer.echo(job_id)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""Configuration as plain data, read from the environment.
+
+Every annotated attribute of :class:`AppConfig` (and of its subclasses) is a
+setting; its environment variable is the attribute name in upper case. Values
+passed to the constructor win over the environment::
+
+    class MyConfig(AppConfig):
+        mail_from: str = "noreply@example.com"   # read from MAIL_FROM
+
+    config = MyConfig(bull_queue="mail")
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .errors import ConfigError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse(name: str, raw: str, annotation: Any) -> Any:
+    """Convert an environment string to the type of the attribute."""
+    optional = False
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(annotation))
+        annotation = args[0] if len(args) == 1 else str
+    if optional and raw.strip() == "":
+        return None
+    try:
+        if annotation is bool:
+            lowered = raw.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError("expected true/false")
+        if annotation is int:
+            return int(raw)
+        if annotation is float:
+            return float(raw)
+    except ValueError as exc:
+        shown = "***" if _is_secret(name) else repr(raw)
+        raise ConfigError(
+            f"{name.upper()}={shown} is not a valid {annotation.__name__}: {exc}"
+        ) from None
+    return raw
+
+
+def _is_secret(name: str) -> bool:
+    return "password" in name or name.endswith("_url")
+
+
+class AppConfig:
+    """Settings of a bullworker app; subclass it to add your own."""
+
+    app_env: str = "development"
+    enable_job_runner: bool | None = None
+
+    redis_url: str | None = None
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    redis_username: str | None = None
+    redis_password: str | None = None
+    redis_db: int = 0
+    redis_tls: bool = False
+    redis_sentinel_host: str | None = None
+    redis_sentinel_port: int = 26379
+    redis_sentinel_name: str = "mymaster"
+
+    # BULL_REDIS_* override REDIS_* for the queues, one key at a time.
+    bull_redis_url: str | None = None
+    bull_redis_host: str | None = None
+    bull_redis_port: int | None = None
+    bull_redis_username: str | None = None
+    bull_redis_password: str | None = None
+    bull_redis_db: int | None = None
+    bull_redis_tls: bool | None = None
+    bull_redis_sentinel_host: str | None = None
+    bull_redis_sentinel_port: int | None = None
+    bull_redis_sentinel_name: str | None = None
+
+    bull_prefix: str = "bull"
+    bull_queue: str = "default"
+    #: Seconds a producer call or a connection attempt may take before it fails.
+    redis_timeout: float = 10.0
+
+    database_url: str | None = None
+    sqlite_path: str = "bullworker.sqlite3"
+
+    worker_concurrency: int = 10
+    #: Comma-separated queues this runner consumes; empty means every queue of
+    #: the registered jobs.
+    worker_queues: str | None = None
+    worker_lock_duration: int = 30_000
+    worker_stalled_interval: int = 30_000
+    worker_max_stalled_count: int = 1
+    #: Seconds running jobs get to finish on shutdown before a forced close.
+    shutdown_grace: float = 25.0
+    cron_tz: str = "UTC"
+
+    _settings: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, environ: Mapping[str, str] | None = None, **overrides: Any) -> None:
+        env = os.environ if environ is None else environ
+        fields = self.settings()
+        unknown = set(overrides) - set(fields)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        for name, annotation in fields.items():
+            if name in overrides:
+                value = overrides[name]
+            elif name.upper() in env:
+                value = _parse(name, env[name.upper()], annotation)
+            else:
+                value = getattr(type(self), name)
+            setattr(self, name, value)
+        self.validate()
+
+    @classmethod
+    def settings(cls) -> dict[str, Any]:
+        """Names and types of every setting, including those of subclasses."""
+        found: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            if klass is object:
+                continue
+            hints = typing.get_type_hints(klass)
+            for name in vars(klass).get("__annotations__", {}):
+                if not name.startswith("_") and typing.get_origin(hints[name]) is not ClassVar:
+                    found[name] = hints[name]
+        return found
+
+    def validate(self) -> None:
+        """Reject values that cannot work; subclasses may extend it."""
+        if self.worker_concurrency < 1:
+            raise ConfigError("WORKER_CONCURRENCY must be at least 1")
+        if self.shutdown_grace < 0:
+            raise ConfigError("SHUTDOWN_GRACE must not be negative")
+        if self.redis_timeout <= 0:
+            raise ConfigError("REDIS_TIMEOUT must be positive")
+        if not self.bull_queue or ":" in self.bull_queue:
+            raise ConfigError("BULL_QUEUE must be a non-empty name without ':'")
+        if not self.bull_prefix:
+            raise ConfigError("BULL_PREFIX must not be empty")
+
+    @property
+    def is_development(self) -> bool:
+        return self.app_env in ("", "development", "dev")
+
+    @property
+    def is_test(self) -> bool:
+        return self.app_env == "test"
+
+    @property
+    def runner_enabled(self) -> bool:
+        """Whether the app starts the runner by itself (DESIGN §5)."""
+        if self.enable_job_runner is not None:
+            return self.enable_job_runner
+        return self.is_development
+
+    @property
+    def consumed_queues(self) -> list[str] | None:
+        if not self.worker_queues:
+            return None
+        return [q.strip() for q in self.worker_queues.split(",") if q.strip()]
+
+    def redis_settings(self, scope: str | None = "bull") -> RedisSettings:
+        """Redis settings for a scope: ``BULL_REDIS_*`` keys win over ``REDIS_*``."""
+
+        def pick(key: str) -> Any:
+            scoped = getattr(self, f"{scope}_redis_{key}", None) if scope else None
+            return scoped if scoped is not None else getattr(self, f"redis_{key}")
+
+        scoped_url = getattr(self, f"{scope}_redis_url", None) if scope else None
+        scoped_host = getattr(self, f"{scope}_redis_host", None) if scope else None
+        scoped_sentinel = getattr(self, f"{scope}_redis_sentinel_host", None) if scope else None
+        sentinel = pick("sentinel_host")
+        if (scoped_url or scoped_host) and scoped_sentinel is None:
+            sentinel = None  # a scoped address beats a global sentinel
+        url = scoped_url if scoped_url or scoped_host else self.redis_url
+        return RedisSettings(
+            url=None if sentinel else url,
+            host=pick("host"),
+            port=pick("port"),
+            username=pick("username"),
+            password=pick("password"),
+            db=pick("db"),
+            tls=pick("tls"),
+            sentinel_host=sentinel,
+            sentinel_port=pick("sentinel_port"),
+            sentinel_name=pick("sentinel_name"),
+            timeout=self.redis_timeout,
+        )
+
+    def __repr__(self) -> str:
+        parts = []
+        for name in self.settings():
+            value = getattr(self, name)
+            if value is not None and _is_secret(name):
+                value = redact(str(value)) if name.endswith("_url") else "***"
+            parts.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """Where and how to reach one Redis deployment."""
+
+    url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 6379
+    username: str | None = None
+    password: str | None = None
+    db: int = 0
+    tls: bool = False
+    sentinel_host: str | None = None
+    sentinel_port: int = 26379
+    sentinel_name: str = "mymaster"
+    timeout: float = 10.0
+
+    def describe(self) -> str:
+        """A human description without secrets, for logs and errors."""
+        if self.sentinel_host:
+            return f"sentinel {self.sentinel_host}:{self.sentinel_port} ({self.sentinel_name})"
+        if self.url:
+            return redact(self.url)
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{self.host}:{self.port}/{self.db}"
+
+    def __repr__(self) -> str:
+        return f"RedisSettings({self.describe()})"
+
+
+def redact(url: str) -> str:
+    """Hide the password in a URL: ``redis://u:secret@h`` → ``redis://u:***@h``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, at, host = rest.rpartition("@")
+    user, colon, _password = creds.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}{at}{host}"

@@ -1,0 +1,213 @@
+"""The producer side: ``WorkerService.queue_job`` and friends."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .config import AppConfig
+from .connection import bullmq_connection
+from .errors import PayloadError, QueueUnavailable
+from .jobs import BaseJob, JobDefinition, JobRegistry, check_json
+
+log = logging.getLogger("bullworker.queueing")
+
+T = TypeVar("T")
+MAX_PRIORITY = 2_097_152
+_INT_LIKE = re.compile(r"^-?\d+$")
+_OPTIONS = {
+    "delay", "priority", "attempts", "backoff", "jobId", "lifo", "timestamp",
+    "removeOnComplete", "removeOnFail", "stackTraceLimit", "keepLogs", "deduplication",
+    "traceparent", "tracestate", "sizeLimit",
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedJob:
+    """A job that ``queue_job`` kept instead of queueing (``APP_ENV=test``)."""
+
+    id: str
+    name: str
+    queue: str
+    data: Any
+    opts: dict[str, Any]
+
+
+def check_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """Validate BullMQ job options as Node does, before they reach Redis."""
+    unknown = set(opts) - _OPTIONS
+    if "repeat" in unknown:
+        raise PayloadError("'repeat' is not supported by queue_job: declare CRON_SCHEDULE instead")
+    if unknown:
+        raise PayloadError(f"unknown job option(s): {', '.join(sorted(unknown))}")
+    delay = opts.get("delay")
+    if delay is not None and (not isinstance(delay, int) or isinstance(delay, bool) or delay < 0):
+        raise PayloadError(f"delay must be a non-negative integer of milliseconds, got {delay!r}")
+    priority = opts.get("priority")
+    if priority is not None and (
+        not isinstance(priority, int)
+        or isinstance(priority, bool)
+        or not 0 <= priority <= MAX_PRIORITY
+    ):
+        raise PayloadError(f"priority must be an integer in 0..{MAX_PRIORITY}, got {priority!r}")
+    attempts = opts.get("attempts")
+    if attempts is not None and (not isinstance(attempts, int) or attempts < 1):
+        raise PayloadError(f"attempts must be a positive integer, got {attempts!r}")
+    job_id = opts.get("jobId")
+    if job_id is not None:
+        if not isinstance(job_id, str) or not job_id:
+            raise PayloadError("jobId must be a non-empty string")
+        if _INT_LIKE.match(job_id):
+            raise PayloadError(
+                f"jobId {job_id!r} cannot be an integer: it collides with generated ids"
+            )
+        if ":" in job_id:
+            raise PayloadError(f"jobId {job_id!r} cannot contain ':'")
+    backoff = opts.get("backoff")
+    if backoff is not None and not isinstance(backoff, int):
+        if not isinstance(backoff, dict) or "type" not in backoff:
+            raise PayloadError("backoff must be milliseconds or {'type': ..., 'delay': ...}")
+        jitter = backoff.get("jitter")
+        if jitter is not None and not 0 <= jitter <= 1:
+            raise PayloadError("backoff.jitter must be between 0 and 1")
+    dedup = opts.get("deduplication")
+    if dedup is not None and (not isinstance(dedup, dict) or not dedup.get("id")):
+        raise PayloadError("deduplication needs an 'id'")
+    check_json(opts, what="job options")
+    return opts
+
+
+class WorkerService:
+    """Queues jobs. Injectable; one instance per app, sharing its Queue objects."""
+
+    def __init__(self, config: AppConfig, registry: JobRegistry) -> None:
+        self.config = config
+        self.registry = registry
+        self.queued: list[QueuedJob] = []
+        self._queues: dict[str, Any] = {}
+        self._redis = config.redis_settings("bull")
+
+    def queue_for(self, job: type[BaseJob[Any, Any]] | str) -> str:
+        """The queue a job class (or registered name) goes to."""
+        definition = self._definition(job)
+        return definition.queue(self.config.bull_queue)
+
+    def _definition(self, job: type[BaseJob[Any, Any]] | str) -> JobDefinition:
+        if isinstance(job, str):
+            return self.registry.get(job)
+        return self.registry.definition_of(job)
+
+    def _queue(self, name: str) -> Any:
+        queue = self._queues.get(name)
+        if queue is None:
+            from bullmq import Queue
+
+            queue = Queue(
+                name,
+                {"prefix": self.config.bull_prefix, "connection": bullmq_connection(self._redis)},
+            )
+            self._queues[name] = queue
+        return queue
+
+    async def _call(self, what: str, awaitable: Awaitable[T]) -> T:
+        try:
+            return await asyncio.wait_for(awaitable, self.config.redis_timeout)
+        except (TimeoutError, OSError) as exc:
+            raise QueueUnavailable(
+                f"could not {what}: Redis at {self._redis.describe()} did not answer "
+                f"within {self.config.redis_timeout:g} s ({type(exc).__name__})"
+            ) from None
+
+    def _prepare(self, definition: JobDefinition, opts: dict[str, Any]) -> dict[str, Any]:
+        merged = {**definition.cls.JOB_OPTIONS, **{k: v for k, v in opts.items() if v is not None}}
+        return check_options(merged)
+
+    async def queue_job(
+        self,
+        job: type[BaseJob[Any, Any]],
+        data: Any = None,
+        *,
+        delay: int | None = None,
+        **opts: Any,
+    ) -> str:
+        """Queue one job and return its id.
+
+        ``opts`` are BullMQ job options in their own camelCase form
+        (``priority``, ``attempts``, ``backoff``, ``jobId``, ``deduplication``...).
+        """
+        definition = self._definition(job)
+        return await self._add(definition, data, {"delay": delay, **opts})
+
+    async def queue_job_by_name(
+        self,
+        name: str,
+        data: Any = None,
+        *,
+        queue: str | None = None,
+        force: bool = False,
+        **opts: Any,
+    ) -> str:
+        """Queue a job by its registered name; ``force`` allows unregistered names."""
+        definition = self.registry.find(name)
+        if definition is None and not force:
+            definition = self.registry.get(name)  # raises UnknownJobError
+        if definition is None:
+            check_json(data if data is not None else {}, what=f"{name} payload")
+            return await self._add_raw(name, queue or self.config.bull_queue, data, opts)
+        return await self._add(definition, data, opts, queue=queue)
+
+    async def queue_jobs(
+        self, job: type[BaseJob[Any, Any]], items: Sequence[Any], **opts: Any
+    ) -> list[str]:
+        """Queue many jobs of one class in one round trip; returns their ids in order."""
+        definition = self._definition(job)
+        options = self._prepare(definition, opts)
+        payloads = [definition.to_wire(item) for item in items]
+        queue_name = definition.queue(self.config.bull_queue)
+        if self.config.is_test:
+            return [self._keep(definition.name, queue_name, p, options) for p in payloads]
+        if not payloads:
+            return []
+        entries = [{"name": definition.name, "data": p, "opts": dict(options)} for p in payloads]
+        jobs = await self._call("queue jobs", self._queue(queue_name).addBulk(entries))
+        return [str(j.id) for j in jobs]
+
+    async def _add(
+        self,
+        definition: JobDefinition,
+        data: Any,
+        opts: dict[str, Any],
+        *,
+        queue: str | None = None,
+    ) -> str:
+        options = self._prepare(definition, opts)
+        payload = definition.to_wire(data)
+        queue_name = queue or definition.queue(self.config.bull_queue)
+        return await self._add_raw(definition.name, queue_name, payload, options)
+
+    async def _add_raw(self, name: str, queue: str, payload: Any, options: dict[str, Any]) -> str:
+        payload = {} if payload is None else payload
+        if self.config.is_test:
+            return self._keep(name, queue, payload, options)
+        job = await self._call(f"queue {name}", self._queue(queue).add(name, payload, options))
+        log.debug("queued %s id=%s queue=%s", name, job.id, queue)
+        return str(job.id)
+
+    def _keep(self, name: str, queue: str, payload: Any, options: dict[str, Any]) -> str:
+        job_id = f"test-{len(self.queued) + 1}"
+        self.queued.append(QueuedJob(job_id, name, queue, payload, options))
+        log.warning("APP_ENV=test: not queueing %s on %s (kept as %s)", name, queue, job_id)
+        return job_id
+
+    async def close(self) -> None:
+        """Close the Queue connections."""
+        queues, self._queues = list(self._queues.values()), {}
+        for queue in queues:
+            try:
+                await asyncio.wait_for(queue.close(), self.config.redis_timeout)
+            except Exception as exc:  # closing must never raise
+                log.debug("closing queue %s: %s", queue.name, exc)

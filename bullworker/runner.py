@@ -1,0 +1,266 @@
+"""The consumer side: one bullmq Worker per queue, dispatching by ``job.name``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from .config import AppConfig
+from .connection import bullmq_connection
+from .errors import DependencyError, JobTimeout, PayloadError, QueueUnavailable, UnknownJobError
+from .jobs import BaseJob, JobDefinition, JobRegistry
+
+log = logging.getLogger("bullworker.runner")
+
+#: Builds a job instance with its dependencies injected.
+JobFactory = Callable[[type[BaseJob[Any, Any]]], BaseJob[Any, Any]]
+
+
+class RunnerService(Protocol):
+    """Something the runner starts after its workers and stops before closing them."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def _job_fields(job: Any, queue: str) -> dict[str, Any]:
+    return {"queue": queue, "job_name": job.name, "job_id": job.id}
+
+
+class _Dispatcher:
+    """The processor handed to one bullmq Worker."""
+
+    def __init__(self, runner: Runner, queue: str) -> None:
+        self.runner = runner
+        self.queue = queue
+
+    async def __call__(self, job: Any, token: str) -> Any:
+        from bullmq import UnrecoverableError
+
+        runner = self.runner
+        definition = runner.registry.find(job.name)
+        if definition is None:
+            err = UnknownJobError(job.name, runner.registry.names())
+            log.error(
+                "%s on queue %s (job id %s)",
+                err,
+                self.queue,
+                job.id,
+                extra=_job_fields(job, self.queue),
+            )
+            raise UnrecoverableError(f"UnknownJobError: {err}")
+        try:
+            data = definition.validate_input(job.data)
+        except PayloadError as exc:
+            log.error("job %s id=%s: %s", job.name, job.id, exc, extra=_job_fields(job, self.queue))
+            raise UnrecoverableError(f"PayloadError: {exc}") from None
+        started = time.perf_counter()
+        try:
+            instance = runner.factory(definition.cls)
+            result = await runner.run_handler(definition, instance, data)
+            wire = definition.result_to_wire(result)
+        except UnrecoverableError:
+            raise
+        except Exception as exc:
+            log.warning(
+                "job %s id=%s queue=%s failed (attempt %d): %s: %s",
+                job.name, job.id, self.queue, job.attemptsMade + 1, type(exc).__name__, exc,
+                extra=_job_fields(job, self.queue),
+            )  # fmt: skip
+            # failedReason is str(err): prefix the class so Node and _jobs see it.
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise JobFailed(reason) from exc
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "job %s id=%s queue=%s completed in %.1f ms",
+                job.name, job.id, self.queue, (time.perf_counter() - started) * 1000,
+                extra=_job_fields(job, self.queue),
+            )  # fmt: skip
+        return wire
+
+
+class JobFailed(Exception):
+    """A handler raised; the message is ``"<ExceptionClass>: <message>"``."""
+
+
+def _unknown_backoff(attempts_made: int, backoff_type: str, err: Any, job: Any) -> int:
+    """Custom-backoff hook: an unknown ``backoff.type`` (from Node) fails the job now.
+
+    Without it bullmq leaves such a job active until the stalled checker finds it.
+    """
+    log.error(
+        "job %s id=%s has unknown backoff type %r: failing it without retry",
+        getattr(job, "name", "?"), getattr(job, "id", "?"), backoff_type,
+    )  # fmt: skip
+    return -1
+
+
+class Runner:
+    """Consumes queues with one bullmq Worker each until stopped."""
+
+    def __init__(
+        self,
+        *,
+        config: AppConfig,
+        registry: JobRegistry,
+        factory: JobFactory,
+        queues: list[str] | None = None,
+        concurrency: int | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.factory = factory
+        self.concurrency = concurrency or config.worker_concurrency
+        self.queues = queues or config.consumed_queues or registry.queues(config.bull_queue)
+        self.services: list[RunnerService] = []
+        self.workers: dict[str, Any] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._executor: ThreadPoolExecutor | None = None
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def check_dependencies(self) -> None:
+        """Build every job once so a missing dependency fails at start, not at first job."""
+        problems = []
+        for definition in self.registry:
+            try:
+                self.factory(definition.cls)
+            except Exception as exc:
+                problems.append(f"{definition.name}: {exc}")
+        if problems:
+            raise DependencyError("cannot build job(s): " + "; ".join(problems))
+
+    def _worker_options(self) -> dict[str, Any]:
+        return {
+            "prefix": self.config.bull_prefix,
+            "concurrency": self.concurrency,
+            "autorun": False,
+            "lockDuration": self.config.worker_lock_duration,
+            "stalledInterval": self.config.worker_stalled_interval,
+            "maxStalledCount": self.config.worker_max_stalled_count,
+            "settings": {"backoffStrategy": _unknown_backoff},
+            "name": f"{socket.gethostname()}:{os.getpid()}",
+        }
+
+    async def start(self) -> None:
+        """Start one Worker per queue, then the services (recorder, cron...)."""
+        if self._running:
+            raise RuntimeError("runner is already running")
+        from bullmq import Worker
+
+        self.check_dependencies()
+        unconsumed = {
+            d.name for d in self.registry if d.queue(self.config.bull_queue) not in self.queues
+        }
+        if unconsumed:
+            log.warning(
+                "this runner does not consume the queues of: %s", ", ".join(sorted(unconsumed))
+            )
+        if any(not d.is_async for d in self.registry):
+            self._executor = ThreadPoolExecutor(
+                max_workers=self.concurrency * len(self.queues), thread_name_prefix="bullworker-job"
+            )
+        redis = self.config.redis_settings("bull")
+        self._running = True
+        try:
+            for queue in self.queues:
+                opts = {**self._worker_options(), "connection": bullmq_connection(redis)}
+                worker = Worker(queue, _Dispatcher(self, queue), opts)
+                worker.on("error", functools.partial(self._on_error, queue))
+                worker.on("stalled", functools.partial(self._on_stalled, queue))
+                self.workers[queue] = worker
+                # Learn the server's capabilities before run(): without it bullmq
+                # rounds blocking timeouts up to whole seconds (late delayed/cron jobs).
+                try:
+                    await asyncio.wait_for(
+                        worker.blockingRedisConnection.getRedisVersion(), self.config.redis_timeout
+                    )
+                except (TimeoutError, OSError) as exc:
+                    raise QueueUnavailable(
+                        f"Redis at {redis.describe()} did not answer within "
+                        f"{self.config.redis_timeout:g} s ({type(exc).__name__})"
+                    ) from None
+                self._tasks.append(asyncio.create_task(worker.run(), name=f"bullworker:{queue}"))
+            for service in self.services:
+                await service.start()
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+        log.info(
+            "runner started: queues %s, concurrency %d, jobs %s",
+            ", ".join(self.queues), self.concurrency, ", ".join(self.registry.names()),
+        )  # fmt: skip
+
+    async def run_handler(self, definition: JobDefinition, instance: Any, data: Any) -> Any:
+        """Run ``handle`` (async, or sync in a thread) within the class's TIMEOUT."""
+        if definition.is_async:
+            call: Awaitable[Any] = instance.handle(data)
+        else:
+            loop = asyncio.get_running_loop()
+            ctx = contextvars.copy_context()
+            call = loop.run_in_executor(self._executor, ctx.run, instance.handle, data)
+        timeout = definition.cls.TIMEOUT
+        if timeout is None:
+            return await call
+        try:
+            return await asyncio.wait_for(call, timeout)
+        except TimeoutError:
+            raise JobTimeout(
+                f"{definition.name} ran longer than its TIMEOUT of {timeout:g} s"
+            ) from None
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking jobs, wait up to ``grace`` seconds for running ones, then force-close.
+
+        Jobs cut off by the forced close stay active in Redis and come back
+        through BullMQ's stalled-job check (at-least-once).
+        """
+        grace = self.config.shutdown_grace if grace is None else grace
+        for service in reversed(self.services):
+            try:
+                await service.stop()
+            except Exception:
+                log.exception("stopping %s failed", type(service).__name__)
+        workers, self.workers = list(self.workers.items()), {}
+        closing = {asyncio.ensure_future(w.close()): (q, w) for q, w in workers}
+        if closing:
+            _, pending = await asyncio.wait(closing, timeout=grace)
+            for task in pending:
+                queue, worker = closing[task]
+                log.warning(
+                    "queue %s: jobs still running after %.1f s; force-closing", queue, grace
+                )
+                await worker.close(force=True)
+            await asyncio.gather(*closing, return_exceptions=True)
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        if self._running:
+            log.info("runner stopped")
+        self._running = False
+
+    def _on_error(self, queue: str, err: Any, job: Any = None) -> None:
+        if job is not None:
+            log.error("queue %s job %s id=%s: %s", queue, job.name, job.id, err)
+        else:
+            log.error("queue %s: %s", queue, err)
+
+    def _on_stalled(self, queue: str, job_id: Any, *_: Any) -> None:
+        log.warning("queue %s: job id=%s stalled and was put back to run again", queue, job_id)

@@ -1,0 +1,106 @@
+"""Running an app from the command line: loading it, signals, queueing one job."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from .app import App
+from .errors import BullworkerError
+
+log = logging.getLogger("bullworker.serve")
+
+#: Exit status of a process stopped by a second signal.
+FORCED_EXIT = 130
+
+
+class AppLoadError(BullworkerError):
+    """``--app`` does not name an importable bullworker App."""
+
+
+def load_app(spec: str | None) -> App:
+    """Import ``module[:attribute]`` (attribute default ``app``); a factory is called."""
+    spec = spec or os.environ.get("BULLWORKER_APP")
+    if not spec:
+        raise AppLoadError("no app given: pass --app module[:attribute] or set BULLWORKER_APP")
+    module_name, _, attribute = spec.partition(":")
+    attribute = attribute or "app"
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise AppLoadError(f"cannot import {module_name!r}: module not found") from None
+        raise AppLoadError(f"importing {module_name!r} failed: {exc}") from None
+    except BullworkerError as exc:
+        raise AppLoadError(f"importing {module_name!r} failed: {exc}") from None
+    try:
+        target: Any = getattr(module, attribute)
+    except AttributeError:
+        raise AppLoadError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    if not isinstance(target, App) and callable(target):
+        target = target()
+    if not isinstance(target, App):
+        raise AppLoadError(f"{spec} is a {type(target).__name__}, not a bullworker App")
+    return target
+
+
+async def run_worker(
+    app: App, *, queues: list[str] | None = None, concurrency: int | None = None
+) -> None:
+    """Run the app's runner until SIGTERM or SIGINT; a second signal exits at once."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(FORCED_EXIT)
+        log.info("%s received: shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in signals:
+        loop.add_signal_handler(signum, on_signal, signum)
+    runner = app.create_runner(queues=queues, concurrency=concurrency)
+    try:
+        await runner.start()
+        app.runner = runner
+        await stop.wait()
+    finally:
+        await app.stop()
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+
+async def queue_by_name(
+    app: App,
+    name: str,
+    data: Any,
+    *,
+    queue: str | None = None,
+    force: bool = False,
+    delay: int | None = None,
+) -> str:
+    """Queue one job by name and close the producer's connections."""
+    try:
+        return await app.worker_service.queue_job_by_name(
+            name, data, queue=queue, force=force, delay=delay
+        )
+    finally:
+        await app.worker_service.close()
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Plain, one-line log records on stderr."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )

@@ -1,0 +1,46 @@
+"""Shared fixtures: real Redis and PostgreSQL, one unique key prefix per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+REDIS_URL = os.environ.get("BULLWORKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+PG_DSN = os.environ.get(
+    "BULLWORKER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return REDIS_URL
+
+
+@pytest.fixture
+def pg_dsn() -> str:
+    return PG_DSN
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    """A key prefix owned by this test; every key under it is deleted afterwards."""
+    value = f"bwtest-{uuid.uuid4().hex[:12]}"
+    yield value
+    client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{value}:*", count=1000)]
+        for start in range(0, len(keys), 500):
+            await client.delete(*keys[start : start + 500])
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    yield client
+    await client.aclose()
