@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import sys
@@ -104,7 +105,7 @@ class JobDefinition:
             try:
                 if adapter is not None:
                     result = adapter.dump_python(result, mode="json")
-                else:
+                elif hasattr(result, "model_dump") or dataclasses.is_dataclass(result):
                     from pydantic import TypeAdapter
 
                     result = TypeAdapter(type(result)).dump_python(result, mode="json")
