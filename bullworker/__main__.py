@@ -1,0 +1,5 @@
+"""``python -m bullworker`` runs the CLI."""
+
+from .cli import main
+
+main()

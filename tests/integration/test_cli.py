@@ -1,0 +1,161 @@
+"""The bullworker CLI as a user runs it: real processes, real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import bull_queue, wait_finished
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = "tests.integration.cli_app:app"
+
+
+def env_for(prefix: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "BULLWORKER_APP"}
+    env.update({"BULL_PREFIX": prefix, "APP_ENV": "production", "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+def bullworker(
+    prefix: str, *args: str, timeout: float = 30, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bullworker", *args],
+        cwd=ROOT,
+        env=env_for(prefix, **extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_clean_error(result: subprocess.CompletedProcess[str], text: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert text in lines[0]
+
+
+async def test_queue_prints_the_job_id_and_uses_the_jobs_queue(prefix: str) -> None:
+    result = bullworker(
+        prefix, "queue", "CliOther", "--data", '{"n": 7}', "--app", APP, "--delay", "60000"
+    )
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip().splitlines()[-1]
+    async with bull_queue("cli-other", prefix) as queue:
+        job = await queue.getJob(job_id)
+        assert job.name == "CliOther"
+        assert job.data == {"n": 7}
+        assert await job.getState() == "delayed"
+
+
+async def test_app_may_come_from_the_environment(prefix: str) -> None:
+    result = bullworker(
+        prefix, "queue", "CliEmail", "--data", '{"to":"a@b.c","subject":"Hi"}', BULLWORKER_APP=APP
+    )
+    assert result.returncode == 0, result.stderr
+    async with bull_queue("default", prefix) as queue:
+        job = await queue.getJob(result.stdout.split()[-1])
+        assert job.data == {"to": "a@b.c", "subject": "Hi"}
+
+
+def test_unknown_job_lists_the_known_ones(prefix: str) -> None:
+    result = bullworker(prefix, "queue", "Nope", "--app", APP)
+    assert_clean_error(result, "unknown job 'Nope'; registered jobs: CliEmail, CliOther")
+    assert "--force" in result.stderr
+
+
+async def test_force_queues_an_unregistered_name_for_another_consumer(prefix: str) -> None:
+    result = bullworker(
+        prefix, "queue", "NodeOnlyJob", "--data", '{"a": [1]}', "--force", "--app", APP
+    )
+    assert result.returncode == 0, result.stderr
+    async with bull_queue("default", prefix) as queue:
+        job = await queue.getJob(result.stdout.split()[-1])
+        assert (job.name, job.data) == ("NodeOnlyJob", {"a": [1]})
+
+
+def test_invalid_json(prefix: str) -> None:
+    assert_clean_error(
+        bullworker(prefix, "queue", "CliEmail", "--data", "{nope", "--app", APP),
+        "--data is not valid JSON",
+    )
+
+
+def test_payload_that_fails_validation(prefix: str) -> None:
+    result = bullworker(prefix, "queue", "CliEmail", "--data", '{"to": "x"}', "--app", APP)
+    assert_clean_error(result, "CliEmail: invalid payload: subject: Field required")
+
+
+def test_unreachable_redis_gives_up_after_the_timeout(prefix: str) -> None:
+    started = time.monotonic()
+    result = bullworker(prefix, "queue", "CliOther", "--app", APP, "--timeout", "1", REDIS_PORT="1")
+    assert_clean_error(result, "did not answer within 1 s")
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no_such_module:app", "cannot import 'no_such_module': module not found"),
+        ("tests.integration.cli_app:missing", "has no attribute 'missing'"),
+        ("tests.integration.cli_app:not_an_app", "is a int, not a bullworker App"),
+    ],
+)
+def test_bad_app(prefix: str, spec: str, message: str) -> None:
+    assert_clean_error(bullworker(prefix, "queue", "CliEmail", "--app", spec), message)
+
+
+def test_missing_app(prefix: str) -> None:
+    assert_clean_error(bullworker(prefix, "queue", "CliEmail"), "no app given")
+
+
+def test_start_needs_an_app_with_workers(prefix: str) -> None:
+    result = bullworker(prefix, "start", "--app", "tests.integration.cli_app:producer_only")
+    assert result.returncode != 0
+    assert "error: this app was created without enable_worker=True" in result.stderr
+
+
+def test_factory_is_called(prefix: str) -> None:
+    result = bullworker(prefix, "queue", "CliOther", "--app", "tests.integration.cli_app:make_app")
+    assert result.returncode == 0, result.stderr
+
+
+async def test_start_processes_jobs_and_exits_cleanly_on_sigterm(prefix: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bullworker", "start", "--app", APP],
+        cwd=ROOT,
+        env=env_for(prefix, SHUTDOWN_GRACE="2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        queued = bullworker(
+            prefix, "queue", "CliEmail", "--data", '{"to":"z@y.x","subject":"S"}', "--app", APP
+        )
+        async with bull_queue("default", prefix) as queue:
+            job = await wait_finished(queue, queued.stdout.split()[-1], timeout=15)
+        assert job.returnvalue == "sent to z@y.x"
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        code = await asyncio.to_thread(proc.wait, 10)
+        assert code == 0
+        assert time.monotonic() - started < 5
+        output = proc.stdout.read() if proc.stdout else ""
+        assert "runner started" in output and "runner stopped" in output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
