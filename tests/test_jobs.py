@@ -9,7 +9,14 @@ from typing import Any, NotRequired, TypedDict
 import pytest
 from pydantic import BaseModel
 
-from bullworker import BaseJob, JobDefinitionError, JobRegistry, PayloadError, ResultError, worker_job
+from bullworker import (
+    BaseJob,
+    JobDefinitionError,
+    JobRegistry,
+    PayloadError,
+    ResultError,
+    worker_job,
+)
 from bullworker.jobs import check_json
 from bullworker.queueing import check_options
 
@@ -108,7 +115,7 @@ def test_bad_declarations_fail_with_the_class_named() -> None:
 
             async def handle(self, data: Any) -> None: ...
 
-    with pytest.raises(JobDefinitionError, match="not a BaseJob|needs a BaseJob"):
+    with pytest.raises(JobDefinitionError, match="needs a BaseJob subclass"):
         reg.register(int)  # type: ignore[arg-type]
 
 
@@ -173,7 +180,9 @@ def test_check_json_rejects_what_node_cannot_read(value: Any, message: str) -> N
 
 
 def test_check_json_accepts_unicode_and_nesting() -> None:
-    check_json({"é": ["\u2028", "\x00", "🎉", {"n": -(2**53 - 1), "f": 1.5, "b": False, "z": None}]})
+    check_json(
+        {"é": ["\u2028", "\x00", "🎉", {"n": -(2**53 - 1), "f": 1.5, "b": False, "z": None}]}
+    )
 
 
 @pytest.mark.parametrize(
