@@ -1,0 +1,197 @@
+"""The job store contract: `JobRecord`, the `JobStore` interface, errors, URL redaction.
+
+A store keeps one row per finished BullMQ job in the ``_jobs`` table. Python sees
+aware UTC datetimes; the table holds naive UTC timestamps with millisecond
+precision (see `to_naive_utc`).
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Literal, Self, get_args
+from urllib.parse import unquote
+
+Status = Literal["completed", "failed"]
+STATUSES: tuple[str, ...] = get_args(Status)
+
+
+class StoreError(Exception):
+    """A job store operation failed. Messages never contain a password."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached (down, refused, timed out, locked)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One finished job, as written to and read back from ``_jobs``."""
+
+    queue: str
+    queue_id: str
+    attempt: int
+    name: str
+    data: Any
+    status: Status
+    result: Any
+    created_at: datetime
+    should_execute_at: datetime
+    executed_at: datetime | None
+    completed_at: datetime
+    trace_id: str | None = None
+    recorded_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        check_status(self.status)
+
+    @property
+    def id(self) -> str:
+        """The row id, ``<queue>:<jobId>``."""
+        return f"{self.queue}:{self.queue_id}"
+
+    @property
+    def duration(self) -> timedelta | None:
+        """Processing time (finishedOn - processedOn), None if never processed."""
+        if self.executed_at is None:
+            return None
+        return self.completed_at - self.executed_at
+
+
+def check_status(status: str | None) -> None:
+    """Raise ValueError unless `status` is None, ``"completed"`` or ``"failed"``."""
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+
+
+def to_naive_utc(value: datetime) -> datetime:
+    """Aware datetime -> naive UTC truncated to milliseconds (naive input is taken as UTC)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def from_naive_utc(value: datetime) -> datetime:
+    """Naive UTC datetime read from the table -> aware UTC datetime."""
+    return value.replace(tzinfo=UTC)
+
+
+_USERINFO = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:@/?#]*):.*@", re.DOTALL)
+_PASSWORD_PARAM = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s#]+)")
+
+
+def redact_url(url: str) -> str:
+    """Return `url` with any password replaced by ``***``.
+
+    Handles ``scheme://user:password@host`` (up to the last ``@``, so an
+    unescaped ``@`` in the password cannot leak) and ``password=`` parameters
+    in a query string or a libpq keyword DSN.
+    """
+    redacted = _USERINFO.sub(lambda m: m.group("head") + ":***@", url, count=1)
+    return _PASSWORD_PARAM.sub(lambda m: m.group(1) + "***", redacted)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password(s) in `url`, raw and percent-decoded, to scrub from error texts."""
+    found: list[str] = []
+    match = re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^:@/?#]*:(.*)@", url, re.DOTALL)
+    if match:
+        found.append(match.group(1))
+    found.extend(m.group(2).strip("'") for m in _PASSWORD_PARAM.finditer(url))
+    found += [unquote(s) for s in found]
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    """Replace every secret in `text` with ``***``."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+class JobStore(abc.ABC):
+    """Durable store of finished jobs. Use as ``async with store:`` or open()/close().
+
+    Filters shared by `recent` and `count`: exact ``queue``, ``name``,
+    ``status``; ``since`` (inclusive) and ``until`` (exclusive) bound
+    ``completedAt``.
+    """
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and ensure the schema exists; calling it again is a no-op."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections; the store may be opened again afterwards."""
+
+    @abc.abstractmethod
+    async def ensure_schema(self) -> None:
+        """Create ``_jobs`` and its indexes if missing; safe to run concurrently."""
+
+    @abc.abstractmethod
+    async def insert_records(self, records: Sequence[JobRecord]) -> int:
+        """Insert all records in one transaction; rows already present are skipped.
+
+        Returns the number of new rows. Raises StoreUnavailable on connection
+        problems (nothing was written then).
+        """
+
+    @abc.abstractmethod
+    async def recent(
+        self,
+        *,
+        queue: str | None = None,
+        name: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        """Matching records, newest ``completedAt`` first, at most `limit`."""
+
+    @abc.abstractmethod
+    async def get(self, job_id: str) -> list[JobRecord]:
+        """All rows of ``<queue>:<jobId>``, newest ``createdAt`` first."""
+
+    @abc.abstractmethod
+    async def count(
+        self,
+        *,
+        queue: str | None = None,
+        name: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """Number of matching records."""
+
+    @abc.abstractmethod
+    async def last_completed_at(self, *, queue: str, name: str) -> datetime | None:
+        """Latest ``completedAt`` of `name` on `queue` (any status), or None."""
+
+    @abc.abstractmethod
+    async def prune(
+        self, *, older_than: datetime, status: str | None = None, batch_size: int = 5000
+    ) -> int:
+        """Delete rows with ``completedAt < older_than`` in batches; returns rows deleted."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Round-trip to the database; raises StoreUnavailable if unreachable."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,205 @@
+"""Every SQL statement of the job store, for PostgreSQL and SQLite, in one place.
+
+The table name is the constant ``_jobs``. On PostgreSQL an optional schema name
+is validated by `SCHEMA_NAME_RE` and quoted with `psycopg.sql.Identifier`; every
+value is a query parameter. Dynamic parts are only chosen among the constant
+fragments below (`where_clause`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from psycopg import sql
+
+TABLE = "_jobs"
+
+#: Key of the transaction-level advisory lock serialising concurrent DDL on PostgreSQL.
+DDL_LOCK_KEY = 0x6275_6C6C_6A6F_6273  # "bulljobs"
+
+#: Allowed PostgreSQL schema names (plain identifiers, at most 63 bytes).
+SCHEMA_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+#: Indexes besides the primary key: (name, columns).
+INDEXES: tuple[tuple[str, str], ...] = (
+    ("_jobs_completedAt_idx", '"completedAt"'),
+    ("_jobs_queue_completedAt_idx", '"queue", "completedAt"'),
+    ("_jobs_status_completedAt_idx", '"status", "completedAt"'),
+    ("_jobs_name_completedAt_idx", '"name", "completedAt"'),
+)
+
+#: Columns written by an insert, in parameter order.
+INSERT_COLUMNS = (
+    '"id", "queue", "queueId", "attempt", "name", "data", "traceId", "status", "result", '
+    '"createdAt", "shouldExecuteAt", "executedAt", "completedAt"'
+)
+#: Columns read back, in the order `JobRecord` rows are built from.
+SELECT_COLUMNS = (
+    '"queue", "queueId", "attempt", "name", "data", "status", "result", "createdAt", '
+    '"shouldExecuteAt", "executedAt", "completedAt", "traceId", "recordedAt"'
+)
+
+
+def where_clause(
+    placeholder: str,
+    *,
+    queue: Any = None,
+    name: Any = None,
+    status: Any = None,
+    since: Any = None,
+    until: Any = None,
+) -> tuple[str, list[Any]]:
+    """``WHERE ...`` text (or ``""``) and its parameters for the given non-None filters.
+
+    `placeholder` is ``%s`` (psycopg) or ``?`` (sqlite3); datetimes must already
+    be converted to the dialect's representation.
+    """
+    fragments = (
+        ('"queue" = ', queue),
+        ('"name" = ', name),
+        ('"status" = ', status),
+        ('"completedAt" >= ', since),
+        ('"completedAt" < ', until),
+    )
+    used = [(text, value) for text, value in fragments if value is not None]
+    if not used:
+        return "", []
+    return "WHERE " + " AND ".join(text + placeholder for text, _ in used), [v for _, v in used]
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+PG_CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS {table} (
+    "id" varchar(255) NOT NULL,
+    "queue" varchar(255) NOT NULL,
+    "queueId" varchar(255) NOT NULL,
+    "attempt" integer NOT NULL,
+    "name" varchar(255) NOT NULL,
+    "data" jsonb NULL,
+    "traceId" char(32) NULL,
+    "status" varchar(20) NOT NULL CHECK ("status" IN ('completed', 'failed')),
+    "result" jsonb NULL,
+    "createdAt" timestamp(3) NOT NULL,
+    "shouldExecuteAt" timestamp(3) NOT NULL,
+    "executedAt" timestamp(3) NULL,
+    "completedAt" timestamp(3) NOT NULL,
+    "recordedAt" timestamp(3) NOT NULL DEFAULT (now() at time zone 'utc'),
+    PRIMARY KEY ("id", "createdAt", "attempt")
+)"""
+
+PG_DDL_LOCK = "SELECT pg_advisory_xact_lock(%s)"
+PG_SCHEMA_EXISTS = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)"
+#: Number of the table and its indexes present (fast path: skip DDL when complete).
+PG_OBJECTS_PRESENT = """
+SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = coalesce(%s, current_schema()) AND c.relname = ANY(%s)"""
+PG_OBJECT_NAMES = [TABLE, *(name for name, _ in INDEXES)]
+
+#: Insert of one row, sent with executemany() in pipeline mode inside one
+#: transaction (measured faster than one INSERT ... SELECT FROM unnest(arrays)).
+PG_INSERT = (
+    "INSERT INTO {table} (" + INSERT_COLUMNS + ") VALUES "
+    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+)
+#: `where_clause` output goes into ``{where}``.
+PG_RECENT = (
+    "SELECT " + SELECT_COLUMNS + ' FROM {table} {where} ORDER BY "completedAt" DESC, "id" DESC '
+    "LIMIT %s"
+)
+PG_COUNT = "SELECT count(*) FROM {table} {where}"
+PG_GET = (
+    "SELECT " + SELECT_COLUMNS + ' FROM {table} WHERE "id" = %s '
+    'ORDER BY "createdAt" DESC, "attempt" DESC'
+)
+PG_LAST_COMPLETED = 'SELECT max("completedAt") FROM {table} WHERE "queue" = %s AND "name" = %s'
+#: One prune batch (a short transaction of its own); ``= ANY(ARRAY(...))`` gives a TID scan.
+PG_PRUNE = (
+    "DELETE FROM {table} WHERE ctid = ANY(ARRAY("
+    'SELECT ctid FROM {table} WHERE "completedAt" < %s {status} LIMIT %s))'
+)
+PG_PRUNE_STATUS = 'AND "status" = %s'
+PG_PING = "SELECT 1"
+
+
+def pg_table(schema: str | None) -> sql.Identifier:
+    """``"_jobs"`` or ``"<schema>"."_jobs"``; `schema` must match `SCHEMA_NAME_RE`."""
+    if schema is None:
+        return sql.Identifier(TABLE)
+    if not SCHEMA_NAME_RE.fullmatch(schema):
+        raise ValueError(f"invalid PostgreSQL schema name {schema!r}")
+    return sql.Identifier(schema, TABLE)
+
+
+def pg_create_schema(schema: str) -> sql.Composed:
+    """``CREATE SCHEMA IF NOT EXISTS "<schema>"``."""
+    return sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+
+
+def pg_ddl(table: sql.Identifier) -> list[sql.Composed]:
+    """CREATE TABLE and CREATE INDEX statements, all ``IF NOT EXISTS``."""
+    statements = [sql.SQL(PG_CREATE_TABLE).format(table=table)]
+    for index, columns in INDEXES:
+        statements.append(
+            sql.SQL("CREATE INDEX IF NOT EXISTS {index} ON {table} (" + columns + ")").format(
+                index=sql.Identifier(index), table=table
+            )
+        )
+    return statements
+
+
+def pg_statement(template: str, table: sql.Identifier, **parts: str) -> sql.Composed:
+    """Fill ``{table}`` (quoted identifier) and constant SQL `parts` into `template`."""
+    fills: dict[str, sql.Composable] = {key: sql.SQL(value) for key, value in parts.items()}
+    return sql.SQL(template).format(table=table, **fills)
+
+
+# --------------------------------------------------------------------------- SQLite
+
+SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA foreign_keys=OFF")
+
+SQLITE_CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS "_jobs" (
+    "id" TEXT NOT NULL,
+    "queue" TEXT NOT NULL,
+    "queueId" TEXT NOT NULL,
+    "attempt" INTEGER NOT NULL,
+    "name" TEXT NOT NULL,
+    "data" TEXT NULL,
+    "traceId" TEXT NULL,
+    "status" TEXT NOT NULL CHECK ("status" IN ('completed', 'failed')),
+    "result" TEXT NULL,
+    "createdAt" TEXT NOT NULL,
+    "shouldExecuteAt" TEXT NOT NULL,
+    "executedAt" TEXT NULL,
+    "completedAt" TEXT NOT NULL,
+    "recordedAt" TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
+    PRIMARY KEY ("id", "createdAt", "attempt")
+)"""
+
+SQLITE_DDL = [SQLITE_CREATE_TABLE] + [
+    f'CREATE INDEX IF NOT EXISTS "{index}" ON "_jobs" ({columns})' for index, columns in INDEXES
+]
+
+SQLITE_INSERT = (
+    'INSERT INTO "_jobs" (' + INSERT_COLUMNS + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT DO NOTHING"
+)
+#: `where_clause` output goes into ``{where}``.
+SQLITE_RECENT = (
+    "SELECT " + SELECT_COLUMNS + ' FROM "_jobs" {where} ORDER BY "completedAt" DESC, "id" DESC '
+    "LIMIT ?"
+)
+SQLITE_COUNT = 'SELECT count(*) FROM "_jobs" {where}'
+SQLITE_GET = (
+    "SELECT " + SELECT_COLUMNS + ' FROM "_jobs" WHERE "id" = ? '
+    'ORDER BY "createdAt" DESC, "attempt" DESC'
+)
+SQLITE_LAST_COMPLETED = 'SELECT max("completedAt") FROM "_jobs" WHERE "queue" = ? AND "name" = ?'
+SQLITE_PRUNE = (
+    'DELETE FROM "_jobs" WHERE rowid IN ('
+    'SELECT rowid FROM "_jobs" WHERE "completedAt" < ? {status} LIMIT ?)'
+)
+SQLITE_PRUNE_STATUS = 'AND "status" = ?'
+SQLITE_PING = "SELECT 1"
