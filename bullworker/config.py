@@ -93,7 +93,16 @@ class AppConfig:
     redis_timeout: float = 10.0
 
     database_url: str | None = None
+    #: PostgreSQL schema of the ``_jobs`` table (default: the search path).
+    database_schema: str | None = None
     sqlite_path: str = "bullworker.sqlite3"
+    #: Record finished jobs in ``_jobs`` (and then remove them from Redis).
+    record_jobs: bool = True
+    recorder_batch_size: int = 500
+    #: Seconds between sweeps of the finished sets when no event arrives.
+    recorder_sweep_interval: float = 5.0
+    #: Seconds a recorder leader's lock lives without renewal (takeover time).
+    leader_ttl: float = 10.0
 
     worker_concurrency: int = 10
     #: Comma-separated queues this runner consumes; empty means every queue of
@@ -143,6 +152,10 @@ class AppConfig:
             raise ConfigError("WORKER_CONCURRENCY must be at least 1")
         if self.shutdown_grace < 0:
             raise ConfigError("SHUTDOWN_GRACE must not be negative")
+        if self.recorder_batch_size < 1 or self.recorder_sweep_interval <= 0:
+            raise ConfigError("RECORDER_BATCH_SIZE and RECORDER_SWEEP_INTERVAL must be positive")
+        if self.leader_ttl < 1:
+            raise ConfigError("LEADER_TTL must be at least 1 second")
         if self.redis_timeout <= 0:
             raise ConfigError("REDIS_TIMEOUT must be positive")
         if not self.bull_queue or ":" in self.bull_queue:

@@ -38,3 +38,19 @@ def queue_key(prefix: str, queue: str, suffix: str) -> str:
 def job_key(prefix: str, queue: str, job_id: str) -> str:
     """The hash BullMQ keeps for one job."""
     return f"{prefix}:{queue}:{job_id}"
+
+
+#: Keys BullMQ may keep beside a job's hash (``<job key><suffix>``); the
+#: recorder deletes them with the job.
+JOB_SUBKEY_SUFFIXES = (":logs", ":dependencies", ":processed", ":failed", ":unsuccessful")
+
+#: The sets of finished jobs, scored by ``finishedOn``: the recorder's truth.
+FINISHED_SETS = ("completed", "failed")
+
+#: The stream of queue events; the recorder only uses it as a wake-up.
+EVENTS_SUFFIX = "events"
+
+
+def deduplication_key_prefix(prefix: str, queue: str) -> str:
+    """``<prefix>:<queue>:de:`` + deduplication id holds the deduplicated job's id."""
+    return f"{prefix}:{queue}:de:"

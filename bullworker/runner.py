@@ -122,6 +122,10 @@ class Runner:
         self.concurrency = concurrency or config.worker_concurrency
         self.queues = queues or config.consumed_queues or registry.queues(config.bull_queue)
         self.services: list[RunnerService] = []
+        if config.record_jobs:
+            from .recording import RecordingService
+
+            self.services.append(RecordingService(config, self.queues))
         self.workers: dict[str, Any] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._executor: ThreadPoolExecutor | None = None

@@ -20,7 +20,14 @@ APP = "tests.integration.cli_app:app"
 
 def env_for(prefix: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "BULLWORKER_APP"}
-    env.update({"BULL_PREFIX": prefix, "APP_ENV": "production", "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "BULL_PREFIX": prefix,
+            "APP_ENV": "production",
+            "PYTHONUNBUFFERED": "1",
+            "RECORD_JOBS": "false",
+        }
+    )
     env.update(extra)
     return env
 

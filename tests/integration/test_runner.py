@@ -113,6 +113,7 @@ class OtherQueueJob(BaseJob[Any, str]):
 
 
 def make_app(prefix: str, *, registry: JobRegistry = reg, **settings: Any) -> App:
+    settings.setdefault("record_jobs", False)  # these tests inspect finished jobs in Redis
     config = AppConfig(environ={}, bull_prefix=prefix, app_env="production", **settings)
     return create_app(
         config=config, enable_worker=True, providers=[Mailer, Seen], registry=registry
@@ -296,7 +297,7 @@ async def test_missing_dependency_is_reported_when_the_runner_starts(prefix: str
 
 async def test_app_context_starts_the_runner_only_where_it_should(prefix: str) -> None:
     async with create_app(
-        config=AppConfig(environ={"APP_ENV": "development"}, bull_prefix=prefix),
+        config=AppConfig(environ={"APP_ENV": "development"}, bull_prefix=prefix, record_jobs=False),
         enable_worker=True,
         providers=[Mailer, Seen],
         registry=reg,
