@@ -51,17 +51,27 @@ def start(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Jobs run at once per queue.")
     ] = None,
+    processes: Annotated[
+        int, typer.Option(min=1, help="Worker processes to run under a supervisor.")
+    ] = 1,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
 ) -> None:
     """Run the job runner until SIGTERM or SIGINT."""
     from .errors import BullworkerError
-    from .serve import run_worker, setup_logging
+    from .serve import run_supervisor, run_worker, setup_logging
 
     setup_logging(log_level)
     application = _load(app)
     if not application.enable_worker:
         fail("this app was created without enable_worker=True, so it cannot run jobs", 2)
     chosen = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    if processes > 1:
+        child_args = ["--log-level", log_level]
+        if queues:
+            child_args += ["--queues", queues]
+        if concurrency:
+            child_args += ["--concurrency", str(concurrency)]
+        raise typer.Exit(asyncio.run(run_supervisor(application, app, processes, child_args)))
     try:
         asyncio.run(run_worker(application, queues=chosen, concurrency=concurrency))
     except BullworkerError as exc:

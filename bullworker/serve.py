@@ -79,6 +79,15 @@ async def run_worker(
             loop.remove_signal_handler(signum)
 
 
+async def run_supervisor(app: App, app_spec: str | None, processes: int, args: list[str]) -> int:
+    """Run ``processes`` worker processes of the app until a signal; return the exit status."""
+    from .supervisor import Supervisor, child_command
+
+    spec = app_spec or os.environ.get("BULLWORKER_APP")
+    supervisor = Supervisor(child_command(spec, args), processes, grace=app.config.shutdown_grace)
+    return await supervisor.run()
+
+
 async def queue_by_name(
     app: App,
     name: str,
