@@ -10,9 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 REDIS_URL = os.environ.get("BULLWORKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-PG_DSN = os.environ.get(
-    "BULLWORKER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+PG_DSN = os.environ.get("BULLWORKER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture

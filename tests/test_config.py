@@ -46,8 +46,14 @@ def test_keyword_overrides_win_over_environment() -> None:
 def test_runner_defaults_per_environment() -> None:
     assert AppConfig(environ={"APP_ENV": "production"}).runner_enabled is False
     assert AppConfig(environ={"APP_ENV": "test"}).runner_enabled is False
-    assert AppConfig(environ={"APP_ENV": "development", "ENABLE_JOB_RUNNER": "false"}).runner_enabled is False
-    assert AppConfig(environ={"APP_ENV": "production", "ENABLE_JOB_RUNNER": "1"}).runner_enabled is True
+    assert (
+        AppConfig(environ={"APP_ENV": "development", "ENABLE_JOB_RUNNER": "false"}).runner_enabled
+        is False
+    )
+    assert (
+        AppConfig(environ={"APP_ENV": "production", "ENABLE_JOB_RUNNER": "1"}).runner_enabled
+        is True
+    )
 
 
 def test_subclass_adds_its_own_settings() -> None:
@@ -86,9 +92,7 @@ def test_scoped_redis_keys_override_one_by_one() -> None:
 
 
 def test_scoped_host_beats_global_sentinel() -> None:
-    config = AppConfig(
-        environ={"REDIS_SENTINEL_HOST": "sentinel", "BULL_REDIS_HOST": "queues"}
-    )
+    config = AppConfig(environ={"REDIS_SENTINEL_HOST": "sentinel", "BULL_REDIS_HOST": "queues"})
     settings = config.redis_settings("bull")
     assert settings.sentinel_host is None
     assert settings.host == "queues"
@@ -111,7 +115,9 @@ def test_repr_and_describe_hide_secrets() -> None:
 
 
 def test_connection_kwargs_disable_socket_timeout() -> None:
-    opts = bullmq_connection(AppConfig(environ={"REDIS_URL": "rediss://u:p@h:6390/3"}).redis_settings())
+    opts = bullmq_connection(
+        AppConfig(environ={"REDIS_URL": "rediss://u:p@h:6390/3"}).redis_settings()
+    )
     assert opts["socket_timeout"] is None
     assert (opts["host"], opts["port"], opts["db"], opts["ssl"]) == ("h", 6390, 3, True)
     assert (opts["username"], opts["password"]) == ("u", "p")
