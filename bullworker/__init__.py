@@ -13,6 +13,7 @@ from .errors import (
     ResultError,
     UnknownJobError,
 )
+from .hooks import JobHook, JobRun
 from .jobs import BaseJob, JobRegistry, default_registry, worker_job
 from .queueing import QueuedJob, WorkerService
 from .runner import JobFailed, Runner
@@ -26,7 +27,9 @@ __all__ = [
     "DependencyError",
     "JobDefinitionError",
     "JobFailed",
+    "JobHook",
     "JobRegistry",
+    "JobRun",
     "JobTimeout",
     "PayloadError",
     "QueueUnavailable",

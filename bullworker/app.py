@@ -11,6 +11,7 @@ import punq
 
 from .config import AppConfig
 from .errors import DependencyError
+from .hooks import JobHook
 from .jobs import BaseJob, JobRegistry, default_registry
 from .queueing import WorkerService
 from .runner import Runner
@@ -34,8 +35,10 @@ class App:
         enable_worker: bool = False,
         providers: Iterable[Any] = (),
         registry: JobRegistry | None = None,
+        hooks: Iterable[JobHook] = (),
     ) -> None:
         self.config = config
+        self.hooks: list[JobHook] = list(hooks)
         self.enable_worker = enable_worker
         self.registry = registry if registry is not None else default_registry
         self.container = punq.Container()
@@ -92,6 +95,7 @@ class App:
             factory=self.build_job,
             queues=queues,
             concurrency=concurrency,
+            hooks=self.hooks,
         )
 
     async def start(self, *, run_worker: bool | None = None) -> None:
@@ -128,6 +132,7 @@ def create_app(
     enable_worker: bool = False,
     providers: Iterable[Any] = (),
     registry: JobRegistry | None = None,
+    hooks: Iterable[JobHook] = (),
 ) -> App:
     """Create an app. Without ``enable_worker`` it can queue jobs but never runs them."""
     return App(
@@ -135,4 +140,5 @@ def create_app(
         enable_worker=enable_worker,
         providers=providers,
         registry=registry,
+        hooks=hooks,
     )

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from .config import AppConfig
 from .connection import bullmq_connection
 from .errors import DependencyError, JobTimeout, PayloadError, QueueUnavailable, UnknownJobError
+from .hooks import JobHook, JobRun, call_hooks
 from .jobs import BaseJob, JobDefinition, JobRegistry
 
 log = logging.getLogger("bullworker.runner")
@@ -64,13 +65,23 @@ class _Dispatcher:
             log.error("job %s id=%s: %s", job.name, job.id, exc, extra=_job_fields(job, self.queue))
             raise UnrecoverableError(f"PayloadError: {exc}") from None
         started = time.perf_counter()
+        hooks = runner.hooks
+        run = _job_run(job, self.queue, data) if hooks else None
+        if run is not None:
+            call_hooks(hooks, "job_started", run)
         try:
             instance = runner.factory(definition.cls)
             result = await runner.run_handler(definition, instance, data)
             wire = definition.result_to_wire(result)
-        except UnrecoverableError:
-            raise
-        except Exception as exc:
+        except BaseException as exc:
+            if run is not None and isinstance(exc, Exception):  # not a forced shutdown
+                retry = not isinstance(exc, UnrecoverableError) and run.attempt < run.attempts
+                call_hooks(
+                    hooks, "job_finished", run, "failed", exc, time.perf_counter() - started,
+                    will_retry=retry,
+                )  # fmt: skip
+            if isinstance(exc, UnrecoverableError) or not isinstance(exc, Exception):
+                raise
             log.warning(
                 "job %s id=%s queue=%s failed (attempt %d): %s: %s",
                 job.name, job.id, self.queue, job.attemptsMade + 1, type(exc).__name__, exc,
@@ -79,6 +90,11 @@ class _Dispatcher:
             # failedReason is str(err): prefix the class so Node and _jobs see it.
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             raise JobFailed(reason) from exc
+        if run is not None:
+            call_hooks(
+                hooks, "job_finished", run, "completed", None, time.perf_counter() - started,
+                will_retry=False,
+            )  # fmt: skip
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "job %s id=%s queue=%s completed in %.1f ms",
@@ -86,6 +102,21 @@ class _Dispatcher:
                 extra=_job_fields(job, self.queue),
             )  # fmt: skip
         return wire
+
+
+def _job_run(job: Any, queue: str, data: Any) -> JobRun:
+    opts = job.opts or {}
+    return JobRun(
+        queue=queue,
+        name=job.name,
+        id=str(job.id),
+        attempt=job.attemptsMade + 1,
+        attempts=max(1, int(opts.get("attempts") or 1)),
+        queued_at_ms=int(job.timestamp or 0),
+        started_at_ms=int(job.processedOn or time.time() * 1000),
+        opts=opts,
+        data=data,
+    )
 
 
 class JobFailed(Exception):
@@ -115,8 +146,10 @@ class Runner:
         factory: JobFactory,
         queues: list[str] | None = None,
         concurrency: int | None = None,
+        hooks: list[JobHook] | None = None,
     ) -> None:
         self.config = config
+        self.hooks: list[JobHook] = list(hooks or [])
         self.registry = registry
         self.factory = factory
         self.concurrency = concurrency or config.worker_concurrency
@@ -268,3 +301,4 @@ class Runner:
 
     def _on_stalled(self, queue: str, job_id: Any, *_: Any) -> None:
         log.warning("queue %s: job id=%s stalled and was put back to run again", queue, job_id)
+        call_hooks(self.hooks, "job_stalled", queue, str(job_id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -15,7 +16,9 @@ from bullworker import (
     AppConfig,
     BaseJob,
     DependencyError,
+    JobHook,
     JobRegistry,
+    JobRun,
     PayloadError,
     QueueUnavailable,
     UnknownJobError,
@@ -110,6 +113,67 @@ class OtherQueueJob(BaseJob[Any, str]):
 
     async def handle(self, data: Any) -> str:
         return "other"
+
+
+CURRENT: contextvars.ContextVar[str] = contextvars.ContextVar("CURRENT", default="unset")
+
+
+@worker_job(registry=reg)
+class ContextJob(BaseJob[dict[str, bool], str]):
+    async def handle(self, data: dict[str, bool]) -> str:
+        if data.get("fail"):
+            raise KeyError("nope")
+        return CURRENT.get()
+
+
+class RecordingHook(JobHook):
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+
+    def job_started(self, run: JobRun) -> None:
+        CURRENT.set(f"{run.name}:{run.id}:{run.attempt}")
+        self.events.append(("started", run.name, run.attempt, run.attempts))
+
+    def job_finished(
+        self,
+        run: JobRun,
+        outcome: str,
+        error: BaseException | None,
+        duration: float,
+        *,
+        will_retry: bool,
+    ) -> None:
+        self.events.append(
+            ("finished", outcome, type(error).__name__ if error else None, will_retry)
+        )
+        assert duration >= 0
+
+
+class BrokenHook(JobHook):
+    def job_started(self, run: JobRun) -> None:
+        raise RuntimeError("hook bug")
+
+
+async def test_hooks_see_every_run_and_cannot_break_jobs(prefix: str) -> None:
+    hook = RecordingHook()
+    config = AppConfig(environ={}, bull_prefix=prefix, app_env="production", record_jobs=False)
+    app = create_app(config=config, enable_worker=True, registry=reg, providers=[Mailer, Seen],
+                     hooks=[BrokenHook(), hook])  # fmt: skip
+    runner = app.create_runner()
+    await runner.start()
+    try:
+        ok = await app.worker_service.queue_job(ContextJob, {})
+        bad = await app.worker_service.queue_job(ContextJob, {"fail": True}, attempts=2, backoff=10)
+        async with bull_queue("default", prefix) as queue:
+            assert (await wait_finished(queue, ok)).returnvalue == f"ContextJob:{ok}:1"
+            assert (await wait_finished(queue, bad)).attemptsMade == 2
+    finally:
+        await runner.stop(grace=1)
+        await app.stop()
+    assert hook.events.count(("started", "ContextJob", 1, 1)) == 1
+    assert ("finished", "completed", None, False) in hook.events
+    assert ("finished", "failed", "KeyError", True) in hook.events
+    assert ("finished", "failed", "KeyError", False) in hook.events
 
 
 def make_app(prefix: str, *, registry: JobRegistry = reg, **settings: Any) -> App:
