@@ -58,7 +58,7 @@ def start(
 ) -> None:
     """Run the job runner until SIGTERM or SIGINT."""
     from .errors import BullworkerError
-    from .serve import run_supervisor, run_worker, setup_logging
+    from .serve import exit_if_jobs_are_stuck, run_supervisor, run_worker, setup_logging
 
     setup_logging(log_level)
     application = _load(app)
@@ -76,6 +76,7 @@ def start(
         asyncio.run(run_worker(application, queues=chosen, concurrency=concurrency))
     except BullworkerError as exc:
         fail(str(exc))
+    exit_if_jobs_are_stuck()
 
 
 @cli.command()
@@ -120,6 +121,27 @@ def queue(
     if application.config.is_test:
         typer.echo("APP_ENV=test: the job was not queued", err=True)
     typer.echo(job_id)
+
+
+@cli.command()
+def schedules(
+    app: AppOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    count: Annotated[int, typer.Option("--next", min=1, max=50, help="Next runs shown.")] = 3,
+) -> None:
+    """List the cron schedules: next runs, whether Redis has them, last run."""
+    from .errors import BullworkerError
+    from .schedules import describe_schedules, format_table
+
+    application = _load(app)
+    try:
+        infos = asyncio.run(describe_schedules(application, count=count))
+    except BullworkerError as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps([info.to_json() for info in infos], indent=2))
+    else:
+        typer.echo(format_table(infos))
 
 
 def main() -> None:

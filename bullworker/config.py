@@ -91,6 +91,8 @@ class AppConfig:
     bull_queue: str = "default"
     #: Seconds a producer call or a connection attempt may take before it fails.
     redis_timeout: float = 10.0
+    #: Largest payload ``queue_job`` accepts, in bytes of JSON (0: no limit).
+    max_payload_bytes: int = 1_048_576
 
     database_url: str | None = None
     #: PostgreSQL schema of the ``_jobs`` table (default: the search path).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections.abc import Awaitable, Sequence
@@ -167,6 +168,8 @@ class WorkerService:
         definition = self._definition(job)
         options = self._prepare(definition, opts)
         payloads = [definition.to_wire(item) for item in items]
+        for payload in payloads:
+            self._check_size(definition.name, payload)
         queue_name = definition.queue(self.config.bull_queue)
         if self.config.is_test:
             return [self._keep(definition.name, queue_name, p, options) for p in payloads]
@@ -191,11 +194,21 @@ class WorkerService:
 
     async def _add_raw(self, name: str, queue: str, payload: Any, options: dict[str, Any]) -> str:
         payload = {} if payload is None else payload
+        self._check_size(name, payload)
         if self.config.is_test:
             return self._keep(name, queue, payload, options)
         job = await self._call(f"queue {name}", self._queue(queue).add(name, payload, options))
         log.debug("queued %s id=%s queue=%s", name, job.id, queue)
         return str(job.id)
+
+    def _check_size(self, name: str, payload: Any) -> None:
+        limit = self.config.max_payload_bytes
+        if limit:
+            size = len(json.dumps(payload, separators=(",", ":")))
+            if size > limit:
+                raise PayloadError(
+                    f"{name} payload is {size} bytes of JSON, over MAX_PAYLOAD_BYTES={limit}"
+                )
 
     def _keep(self, name: str, queue: str, payload: Any, options: dict[str, Any]) -> str:
         job_id = f"test-{len(self.queued) + 1}"

@@ -159,6 +159,9 @@ class Runner:
             from .recording import RecordingService
 
             self.services.append(RecordingService(config, self.queues))
+        from .cron import CronService
+
+        self.services.append(CronService(config, registry, self.queues))
         self.workers: dict[str, Any] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._executor: ThreadPoolExecutor | None = None
@@ -195,7 +198,7 @@ class Runner:
         """Start one Worker per queue, then the services (recorder, cron...)."""
         if self._running:
             raise RuntimeError("runner is already running")
-        from bullmq import Worker
+        from .worker import BullWorker
 
         self.check_dependencies()
         unconsumed = {
@@ -214,7 +217,7 @@ class Runner:
         try:
             for queue in self.queues:
                 opts = {**self._worker_options(), "connection": bullmq_connection(redis)}
-                worker = Worker(queue, _Dispatcher(self, queue), opts)
+                worker = BullWorker(queue, _Dispatcher(self, queue), opts)
                 worker.on("error", functools.partial(self._on_error, queue))
                 worker.on("stalled", functools.partial(self._on_stalled, queue))
                 self.workers[queue] = worker

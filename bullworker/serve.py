@@ -106,6 +106,25 @@ async def queue_by_name(
         await app.worker_service.close()
 
 
+def exit_if_jobs_are_stuck() -> None:
+    """End the process if a sync handler's thread outlived the shutdown.
+
+    Such a thread cannot be stopped, and the interpreter would wait for it
+    at exit; its job comes back through the stalled path on another runner.
+    """
+    import threading
+
+    stuck = [
+        t for t in threading.enumerate() if t.name.startswith("bullworker-job") and t.is_alive()
+    ]
+    if stuck:
+        log.warning(
+            "%d job thread(s) still running after shutdown: exiting without them", len(stuck)
+        )
+        logging.shutdown()
+        os._exit(0)
+
+
 def setup_logging(level: str = "INFO") -> None:
     """Plain, one-line log records on stderr."""
     logging.basicConfig(

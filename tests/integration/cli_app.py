@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import TypedDict
 
 from bullworker import AppConfig, BaseJob, JobRegistry, create_app, worker_job
@@ -26,6 +28,20 @@ class CliOther(BaseJob[dict[str, int], int]):
 
     async def handle(self, data: dict[str, int]) -> int:
         return data.get("n", 0)
+
+
+@worker_job(registry=registry)
+class CliStuckSync(BaseJob[dict[str, float], None]):
+    """A sync handler that outlives any shutdown grace."""
+
+    def handle(self, data: dict[str, float]) -> None:
+        time.sleep(data.get("seconds", 60))
+
+
+@worker_job(registry=registry)
+class CliSlowAsync(BaseJob[dict[str, float], None]):
+    async def handle(self, data: dict[str, float]) -> None:
+        await asyncio.sleep(data.get("seconds", 60))
 
 
 app = create_app(config=AppConfig(), enable_worker=True, registry=registry)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import bull_queue, wait_finished
+from tests.helpers import bull_queue, eventually, wait_finished
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.integration.cli_app:app"
@@ -162,6 +162,66 @@ async def test_start_processes_jobs_and_exits_cleanly_on_sigterm(prefix: str) ->
         assert time.monotonic() - started < 5
         output = proc.stdout.read() if proc.stdout else ""
         assert "runner started" in output and "runner stopped" in output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _start(prefix: str, **extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bullworker", "start", "--app", APP],
+        cwd=ROOT,
+        env=env_for(prefix, **extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+async def _wait_active(prefix: str, job_id: str) -> None:
+    async with bull_queue("default", prefix) as queue:
+
+        async def active() -> bool:
+            return bool(await queue.getJobState(job_id) == "active")
+
+        await eventually(active, timeout=15)
+
+
+async def test_a_stuck_sync_handler_never_hangs_the_exit(prefix: str) -> None:
+    proc = _start(prefix, SHUTDOWN_GRACE="1")
+    try:
+        queued = bullworker(
+            prefix, "queue", "CliStuckSync", "--data", '{"seconds": 60}', "--app", APP
+        )
+        await _wait_active(prefix, queued.stdout.split()[-1])
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert await asyncio.to_thread(proc.wait, 15) == 0
+        assert time.monotonic() - started < 6
+        output = proc.stdout.read() if proc.stdout else ""
+        assert "force-closing" in output
+        assert "still running after shutdown" in output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def test_a_second_signal_exits_at_once(prefix: str) -> None:
+    proc = _start(prefix, SHUTDOWN_GRACE="30")
+    try:
+        queued = bullworker(
+            prefix, "queue", "CliSlowAsync", "--data", '{"seconds": 60}', "--app", APP
+        )
+        await _wait_active(prefix, queued.stdout.split()[-1])
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)
+        assert proc.poll() is None  # waiting for the running job within the grace
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        assert await asyncio.to_thread(proc.wait, 10) == 130
+        assert time.monotonic() - started < 2
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -419,3 +419,36 @@ async def test_forced_shutdown_returns_the_job_through_the_stalled_path(prefix: 
         assert await job.getState() == "completed"
         assert job.stalledCounter == 1
     await first.stop()
+
+
+async def test_malformed_job_hashes_fail_at_once_and_hurt_nothing(
+    app: App, prefix: str, redis_client: Any
+) -> None:
+    base = f"{prefix}:default"
+    await redis_client.hset(
+        f"{base}:bad1", mapping={"name": "SyncJob", "data": "{nope", "opts": "{}"}
+    )
+    await redis_client.hset(f"{base}:bad2", mapping={"name": "SyncJob", "data": "{}", "opts": "[["})
+    await redis_client.lpush(f"{base}:wait", "bad1", "bad2")
+    await redis_client.zadd(f"{base}:marker", {"0": 0})
+    good = await app.worker_service.queue_job(SyncJob, {"n": 4})
+    async with bull_queue("default", prefix) as queue:
+        assert (await wait_finished(queue, good)).returnvalue == 8
+        for bad in ("bad1", "bad2"):
+
+            async def failed(job_id: str = bad) -> bool:
+                return bool(await queue.getJobState(job_id) == "failed")
+
+            await eventually(failed, timeout=5)
+            reason = await redis_client.hget(f"{base}:{bad}", "failedReason")
+            assert reason.startswith(f"MalformedJobError: job {bad} cannot be read")
+
+
+async def test_oversized_payloads_are_refused(prefix: str) -> None:
+    app = make_app(prefix, max_payload_bytes=1000)
+    with pytest.raises(PayloadError, match="over MAX_PAYLOAD_BYTES=1000"):
+        await app.worker_service.queue_job(FailingJob, {"pad": "x" * 1000})
+    with pytest.raises(PayloadError, match="over MAX_PAYLOAD_BYTES"):
+        await app.worker_service.queue_jobs(FailingJob, [{"n": 1}, {"pad": "x" * 2000}])
+    assert await app.worker_service.queue_job(SyncJob, {"n": 1})
+    await app.stop()
