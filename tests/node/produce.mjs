@@ -1,0 +1,81 @@
+// Add jobs from Node and (optionally) wait until they are finished.
+//
+// Spec: {"jobs": [{"name", "data", "opts"}], "wait": true, "waitMs": 8000,
+//        "deadlineMs": 12000}
+// Prints {"jobs": [{id, name, data, opts, state, returnvalue, failedReason,
+//         attemptsMade, stacktrace, outcome}]}, where outcome is
+// {"resolved": true, "value": ...} or {"resolved": false, "error": "..."} from
+// job.waitUntilFinished (absent without "wait").
+import { Queue, QueueEvents } from 'bullmq';
+import { Redis } from 'ioredis';
+
+import { bullOptions, config, deadline, finish, readSpec } from './common.mjs';
+
+const cfg = config();
+const spec = readSpec();
+const jobs = spec.jobs || [];
+const waitMs = spec.waitMs ?? 8000;
+const results = [];
+deadline(spec.deadlineMs ?? 12000, () => ({ jobs: results }));
+
+async function lastEventId(stream) {
+  const redis = new Redis(cfg.redisUrl);
+  try {
+    const [last] = await redis.xrevrange(stream, '+', '-', 'COUNT', 1);
+    return last ? last[0] : '0-0';
+  } finally {
+    await redis.quit();
+  }
+}
+
+const queue = new Queue(cfg.queue, bullOptions(cfg));
+let events = null;
+try {
+  if (spec.wait) {
+    // QueueEvents reads from '$' by default, and waitUntilReady() resolves
+    // before its first XREAD is sent: a job finished in between would be
+    // missed. Reading from the stream's last id before the add misses nothing.
+    events = new QueueEvents(
+      cfg.queue,
+      bullOptions(cfg, { lastEventId: await lastEventId(queue.keys.events) }),
+    );
+    await events.waitUntilReady();
+  }
+  const added = [];
+  for (const entry of jobs) {
+    added.push(await queue.add(entry.name, entry.data, entry.opts || {}));
+  }
+  const outcomes = await Promise.all(
+    added.map(async (job) => {
+      if (!events) {
+        return undefined;
+      }
+      try {
+        return { resolved: true, value: await job.waitUntilFinished(events, waitMs) };
+      } catch (err) {
+        return { resolved: false, error: String(err && err.message ? err.message : err) };
+      }
+    }),
+  );
+  for (const [index, job] of added.entries()) {
+    const stored = await queue.getJob(job.id);
+    results.push({
+      id: job.id,
+      name: stored ? stored.name : null,
+      data: stored ? stored.data : null,
+      opts: stored ? stored.opts : null,
+      state: await queue.getJobState(job.id),
+      returnvalue: stored ? stored.returnvalue ?? null : null,
+      failedReason: stored ? stored.failedReason ?? null : null,
+      attemptsMade: stored ? stored.attemptsMade : null,
+      stacktrace: stored ? stored.stacktrace : null,
+      outcome: outcomes[index],
+    });
+  }
+} finally {
+  if (events) {
+    await events.close();
+  }
+  await queue.close();
+}
+finish({ jobs: results });
