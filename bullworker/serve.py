@@ -113,10 +113,14 @@ def exit_if_jobs_are_stuck() -> None:
     at exit; its job comes back through the stalled path on another runner.
     """
     import threading
+    import time
 
-    stuck = [
-        t for t in threading.enumerate() if t.name.startswith("bullworker-job") and t.is_alive()
-    ]
+    # Idle pool threads end right after the pool shuts down; give them a moment.
+    deadline = time.monotonic() + 1.0
+    stuck = [t for t in threading.enumerate() if t.name.startswith("bullworker-job")]
+    for thread in stuck:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t for t in stuck if t.is_alive()]
     if stuck:
         log.warning(
             "%d job thread(s) still running after shutdown: exiting without them", len(stuck)
