@@ -35,6 +35,8 @@ class BaseJob(Generic[In, Out]):
     CRON_SCHEDULE: ClassVar[str | None] = None
     #: Timezone of ``CRON_SCHEDULE``; ``None`` means the configured ``CRON_TZ``.
     CRON_TZ: ClassVar[str | None] = None
+    #: Payload of every cron run (``None`` means ``{}``); checked when the runner starts.
+    CRON_DATA: ClassVar[dict[str, Any] | None] = None
     #: BullMQ options applied under the producer's own (``attempts``, ``backoff``...).
     JOB_OPTIONS: ClassVar[dict[str, Any]] = {}
     #: Seconds a run may take before it fails with :class:`JobTimeout`.

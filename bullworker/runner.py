@@ -198,6 +198,7 @@ class Runner:
         """Start one Worker per queue, then the services (recorder, cron...)."""
         if self._running:
             raise RuntimeError("runner is already running")
+        from .cron import use_repeat_strategy
         from .worker import BullWorker
 
         self.check_dependencies()
@@ -218,6 +219,9 @@ class Runner:
             for queue in self.queues:
                 opts = {**self._worker_options(), "connection": bullmq_connection(redis)}
                 worker = BullWorker(queue, _Dispatcher(self, queue), opts)
+                # croniter (pinned by bullmq) gets DST days wrong; compute next runs
+                # by wall-clock time as Node's cron-parser does.
+                use_repeat_strategy(worker)
                 worker.on("error", functools.partial(self._on_error, queue))
                 worker.on("stalled", functools.partial(self._on_stalled, queue))
                 self.workers[queue] = worker

@@ -1,0 +1,190 @@
+"""What ``bullworker schedules`` shows: each cron job, its next runs, Redis and history."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from redis.exceptions import RedisError
+
+from .connection import bullmq_connection
+from .cron import CronSpec, cron_specs, get_scheduler, matches, next_fire_times
+
+if TYPE_CHECKING:
+    from .app import App
+
+log = logging.getLogger("bullworker.schedules")
+
+#: Seconds the listing waits for the database before showing "?".
+STORE_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleInfo:
+    """One cron job as the app declares it and as Redis and ``_jobs`` know it."""
+
+    job: str
+    queue: str
+    pattern: str
+    timezone: str
+    scheduler_id: str
+    next_fires: list[datetime]
+    #: Whether the scheduler is in Redis; None when Redis did not answer.
+    installed: bool | None = None
+    #: Next run time stored in Redis.
+    installed_next: datetime | None = None
+    #: False when Redis holds another pattern, timezone or template (a runner
+    #: with this code has not started yet).
+    in_sync: bool | None = None
+    last_run: datetime | None = None
+    #: Why the last run is unknown (database unreachable...), else None.
+    last_run_error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict; times are ISO 8601 in the schedule's timezone."""
+        return {
+            "job": self.job,
+            "queue": self.queue,
+            "pattern": self.pattern,
+            "timezone": self.timezone,
+            "scheduler_id": self.scheduler_id,
+            "next": [t.isoformat() for t in self.next_fires],
+            "installed": self.installed,
+            "installed_next": _iso(self.installed_next),
+            "in_sync": self.in_sync,
+            "last_run": _iso(self.last_run),
+            "last_run_error": self.last_run_error,
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+async def describe_schedules(app: App, *, count: int = 3) -> list[ScheduleInfo]:
+    """Every cron schedule of ``app``: next ``count`` fire times, Redis state, last run."""
+    config = app.config
+    specs = sorted(cron_specs(app.registry, config), key=lambda s: (s.queue, s.job_name))
+    installed = await _installed(app, specs)
+    last_runs, error = await _last_runs(app, specs)
+    infos = []
+    for spec in specs:
+        zone = ZoneInfo(spec.tz)
+        known = installed is not None
+        record = installed.get(spec.scheduler_id) if installed is not None else None
+        next_ms = record.get("next") if record else None
+        infos.append(
+            ScheduleInfo(
+                job=spec.job_name,
+                queue=spec.queue,
+                pattern=spec.pattern,
+                timezone=spec.tz,
+                scheduler_id=spec.scheduler_id,
+                next_fires=next_fire_times(spec.pattern, zone, count),
+                installed=record is not None if known else None,
+                installed_next=(
+                    datetime.fromtimestamp(int(next_ms) / 1000, zone) if next_ms else None
+                ),
+                in_sync=matches(record, spec) if record is not None else None,
+                last_run=_in_zone(last_runs.get(spec.job_name), zone),
+                last_run_error=error,
+            )
+        )
+    return infos
+
+
+def _in_zone(value: datetime | None, zone: ZoneInfo) -> datetime | None:
+    return None if value is None else value.astimezone(zone)
+
+
+async def _installed(app: App, specs: list[CronSpec]) -> dict[str, Any] | None:
+    """Scheduler records by id (None for absent ones); None if Redis did not answer."""
+    from bullmq import Queue
+
+    config = app.config
+    settings = config.redis_settings("bull")
+    found: dict[str, Any] = {}
+    for name in sorted({s.queue for s in specs}):
+        queue = Queue(
+            name, {"prefix": config.bull_prefix, "connection": bullmq_connection(settings)}
+        )
+        try:
+            for spec in (s for s in specs if s.queue == name):
+                found[spec.scheduler_id] = await asyncio.wait_for(
+                    get_scheduler(queue, spec.scheduler_id), config.redis_timeout
+                )
+        except (TimeoutError, OSError, RedisError) as exc:
+            log.warning(
+                "Redis at %s did not answer: %s",
+                settings.describe(),
+                str(exc) or type(exc).__name__,
+            )
+            return None
+        finally:
+            await queue.close()
+    return found
+
+
+async def _last_runs(app: App, specs: list[CronSpec]) -> tuple[dict[str, datetime], str | None]:
+    """Latest ``completedAt`` per job from ``_jobs``, or an error text instead."""
+    from .store import open_store
+
+    config = app.config
+    if not specs:
+        return {}, None
+    if not config.database_url and not await asyncio.to_thread(os.path.exists, config.sqlite_path):
+        return {}, None  # nothing recorded yet; do not create the file
+    found: dict[str, datetime] = {}
+    try:
+        store = open_store(
+            config.database_url,
+            sqlite_path=config.sqlite_path,
+            pg_schema=config.database_schema,
+            connect_timeout=STORE_TIMEOUT,
+        )
+        async with asyncio.timeout(STORE_TIMEOUT * 2):
+            async with store:
+                for spec in specs:
+                    last = await store.last_completed_at(queue=spec.queue, name=spec.job_name)
+                    if last is not None:
+                        found[spec.job_name] = last
+    except Exception as exc:
+        detail = str(exc) or type(exc).__name__
+        log.warning("last runs unknown: %s", detail)
+        return {}, detail
+    return found, None
+
+
+def format_table(infos: list[ScheduleInfo]) -> str:
+    """A plain text table: one line per schedule, times in the schedule's timezone."""
+    if not infos:
+        return "no cron schedules in this app"
+    header = ("JOB", "QUEUE", "PATTERN", "TZ", "NEXT RUNS", "IN REDIS", "LAST RUN")
+    rows = [header]
+    for info in infos:
+        if info.installed is None:
+            redis_state = "?"
+        elif not info.installed:
+            redis_state = "no"
+        else:
+            redis_state = _short(info.installed_next)
+            if not info.in_sync:
+                redis_state += " (outdated)"
+        if info.last_run_error is not None:
+            last = "?"
+        else:
+            last = _short(info.last_run) if info.last_run else "never"
+        nexts = ", ".join(_short(t) for t in info.next_fires)
+        rows.append((info.job, info.queue, info.pattern, info.timezone, nexts, redis_state, last))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _short(value: datetime | None) -> str:
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
