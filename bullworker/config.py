@@ -13,6 +13,7 @@ passed to the constructor win over the environment::
 from __future__ import annotations
 
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -21,6 +22,10 @@ from typing import Any, ClassVar
 
 from .errors import ConfigError
 
+#: A PostgreSQL schema name bullworker accepts (as ``store.schema.SCHEMA_NAME_RE``).
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+#: DATABASE_URL schemes ``store.open_store`` accepts.
+_DB_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg", "sqlite")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -105,6 +110,10 @@ class AppConfig:
     recorder_sweep_interval: float = 5.0
     #: Seconds a recorder leader's lock lives without renewal (takeover time).
     leader_ttl: float = 10.0
+    #: Age after which recorder leaders delete ``_jobs`` rows, e.g. ``"30d"``; unset keeps all.
+    jobs_retention: str | None = None
+    #: Seconds between two retention runs of a recorder leader.
+    jobs_retention_interval: float = 3600.0
 
     worker_concurrency: int = 10
     #: Comma-separated queues this runner consumes; empty means every queue of
@@ -115,6 +124,9 @@ class AppConfig:
     worker_max_stalled_count: int = 1
     #: Seconds running jobs get to finish on shutdown before a forced close.
     shutdown_grace: float = 25.0
+    #: Seconds the event loop may stay blocked (an async handler calling blocking
+    #: code) before the runner's watchdog logs a warning naming the job; 0: off.
+    loop_block_warning: float = 5.0
     cron_tz: str = "UTC"
 
     _settings: ClassVar[dict[str, Any]] = {}
@@ -154,6 +166,18 @@ class AppConfig:
             raise ConfigError("WORKER_CONCURRENCY must be at least 1")
         if self.shutdown_grace < 0:
             raise ConfigError("SHUTDOWN_GRACE must not be negative")
+        if self.loop_block_warning < 0:
+            raise ConfigError("LOOP_BLOCK_WARNING must not be negative")
+        if self.database_url and self.database_url.partition("://")[0].lower() not in _DB_SCHEMES:
+            raise ConfigError(
+                f"DATABASE_URL={redact(self.database_url)!r} is neither a postgresql:// "
+                "nor a sqlite:/// URL"
+            )
+        if self.database_schema is not None and not _SCHEMA_NAME.fullmatch(self.database_schema):
+            raise ConfigError(
+                f"DATABASE_SCHEMA={self.database_schema!r} is not a plain identifier "
+                "(letters, digits and _, not starting with a digit, at most 63 characters)"
+            )
         if self.recorder_batch_size < 1 or self.recorder_sweep_interval <= 0:
             raise ConfigError("RECORDER_BATCH_SIZE and RECORDER_SWEEP_INTERVAL must be positive")
         if self.leader_ttl < 1:
@@ -164,6 +188,15 @@ class AppConfig:
             raise ConfigError("BULL_QUEUE must be a non-empty name without ':'")
         if not self.bull_prefix:
             raise ConfigError("BULL_PREFIX must not be empty")
+        if self.jobs_retention is not None:
+            from .durations import DurationError, parse_duration
+
+            try:
+                parse_duration(self.jobs_retention)
+            except DurationError as exc:
+                raise ConfigError(f"JOBS_RETENTION: {exc}") from None
+        if self.jobs_retention_interval <= 0:
+            raise ConfigError("JOBS_RETENTION_INTERVAL must be positive")
 
     @property
     def is_development(self) -> bool:

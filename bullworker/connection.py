@@ -5,19 +5,144 @@ reads (5 s BZPOPMIN, 10 s XREAD): idle workers then pick jobs up late and an
 idle ``QueueEvents`` dies. bullworker therefore always hands bullmq a kwargs
 dict with ``socket_timeout=None`` (and keepalive to notice dead peers) instead
 of a URL, and never a shared client (the Worker would block on it).
+
+Two more things bullmq's clients need (see docs/reliability.md):
+
+- bullmq gives each client ``Retry(ExponentialBackoff(cap=20, base=1), 20)``:
+  after a Redis restart a worker waits up to 20 s before its next try.
+  :func:`use_retry_policy` swaps in bullworker's policy (at most 1 s apart).
+- bullmq clients hold one connection for life (``single_connection_client``),
+  and redis-py reconnects such a connection to the address it had, so with
+  Sentinel they never followed a failover. Sentinel pools here use a
+  connection that asks the sentinels for the master on every (re)connect and
+  checks, at most every ``master_check_interval`` seconds, that it still
+  talks to the master the sentinels name.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import SSLConnection
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import AuthenticationError, BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .config import RedisSettings
 from .errors import ConfigError
 
 _SCHEMES = ("redis", "rediss", "unix")
+T = TypeVar("T")
+
+#: A command that failed on a connection error is tried again after 0.2, 0.4,
+#: 0.8 s and then every second, 30 times (about 28 s); the bullmq Worker's own
+#: loop then goes on every ``runRetryDelay``.
+RETRY_BASE = 0.1
+RETRY_CAP = 1.0
+RETRY_COUNT = 30
+RETRY_ERRORS = (RedisConnectionError, RedisTimeoutError, BusyLoadingError)
+
+
+class _Retry(Retry):
+    """redis-py's Retry, except that refused credentials or certificates are not tried again."""
+
+    async def call_with_retry(
+        self,
+        do: Callable[[], Awaitable[T]],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        def retryable(error: Exception) -> bool:
+            if isinstance(error, AuthenticationError):
+                return False
+            if isinstance(error.__context__, ssl.SSLCertVerificationError):
+                return False
+            return is_retryable is None or is_retryable(error)
+
+        return await super().call_with_retry(do, fail, retryable, with_failure_count)
+
+
+def retry_policy() -> Retry:
+    """How bullworker's connections retry a command after a connection error."""
+    backoff = ExponentialBackoff(cap=RETRY_CAP, base=RETRY_BASE)
+    return _Retry(backoff, RETRY_COUNT, supported_errors=RETRY_ERRORS)
+
+
+def use_retry_policy(client: Any) -> None:
+    """Give a client that bullmq built bullworker's retry policy instead of its own.
+
+    bullmq passes ``retry=`` to ``redis.Redis`` itself (a ``retry`` of ours in the
+    connection kwargs would be a duplicate argument); redis-py reads it from the
+    pool's ``connection_kwargs`` whenever it opens a connection.
+    """
+    pool = client.connection_pool
+    pool.connection_kwargs["retry"] = retry_policy()
+    pool.set_retry(retry_policy())
+
+
+class _Sentinel(Sentinel):
+    """Names no master while a failover is in progress.
+
+    The old master still accepts writes until the sentinels reconfigure it, and
+    then drops them; a command waits (retries) for the new master instead.
+    """
+
+    def check_master_state(self, state: dict[str, Any], service_name: str) -> bool:
+        flags = state.get("flags", "")
+        if "failover_in_progress" in (flags.split(",") if isinstance(flags, str) else flags):
+            return False
+        return bool(super().check_master_state(state, service_name))
+
+
+class _SentinelPool(SentinelConnectionPool):
+    """A Sentinel pool that closes its sentinel clients too."""
+
+    def __init__(self, *args: Any, master_check_interval: float, **kwargs: Any) -> None:
+        self.master_check_interval = master_check_interval
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self.sentinel_manager.aclose()
+
+
+class _SentinelConnection(SentinelManagedConnection):
+    """Follows the master the sentinels name, also as a single long-lived connection."""
+
+    _checked_at = 0.0
+
+    async def _connect(self) -> None:
+        # redis-py reconnects a dropped connection through _connect() with the old
+        # address, not through connect(): ask the sentinels here, every time.
+        pool = self.connection_pool
+        if pool.is_master:
+            self.host, self.port = await pool.get_master_address()
+            self._checked_at = time.monotonic()
+        await super()._connect()  # type: ignore[no-untyped-call]
+
+    async def check_health(self) -> None:
+        await super().check_health()  # type: ignore[no-untyped-call]
+        pool = self.connection_pool
+        if not pool.is_master or time.monotonic() - self._checked_at < pool.master_check_interval:
+            return
+        address = tuple(await pool.get_master_address())
+        self._checked_at = time.monotonic()
+        if address != (self.host, self.port):  # a failover: this one is no longer the master
+            await self.disconnect()
+            raise RedisConnectionError(f"the Redis master moved to {address[0]}:{address[1]}")
+
+
+class _SentinelSSLConnection(_SentinelConnection, SSLConnection):
+    pass
 
 
 def _from_url(url: str) -> dict[str, Any]:
@@ -52,8 +177,14 @@ def _from_url(url: str) -> dict[str, Any]:
     return opts
 
 
-def connection_kwargs(settings: RedisSettings) -> dict[str, Any]:
-    """redis-py keyword arguments for one connection to ``settings``."""
+def connection_kwargs(
+    settings: RedisSettings, *, master_check_interval: float = 1.0
+) -> dict[str, Any]:
+    """redis-py keyword arguments for one connection to ``settings``.
+
+    ``master_check_interval`` (Sentinel only): seconds between two checks that a
+    connection still talks to the current master; 0 checks before every command.
+    """
     base: dict[str, Any] = {
         "socket_timeout": None,
         "socket_connect_timeout": settings.timeout,
@@ -61,20 +192,21 @@ def connection_kwargs(settings: RedisSettings) -> dict[str, Any]:
         "health_check_interval": 30,
     }
     if settings.sentinel_host:
-        from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
-
         auth = {"username": settings.username, "password": settings.password}
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = _Sentinel(  # type: ignore[no-untyped-call]
             [(settings.sentinel_host, settings.sentinel_port)],
             socket_timeout=settings.timeout,
             socket_connect_timeout=settings.timeout,
         )
-        pool = SentinelConnectionPool(  # type: ignore[no-untyped-call]
+        pool = _SentinelPool(
             settings.sentinel_name,
             sentinel,
+            master_check_interval=master_check_interval,
+            connection_class=_SentinelSSLConnection if settings.tls else _SentinelConnection,
             decode_responses=True,
             db=settings.db,
-            ssl=settings.tls,
+            retry=retry_policy(),
+            retry_on_error=list(RETRY_ERRORS),
             **auth,
             **base,
         )
@@ -94,14 +226,29 @@ def connection_kwargs(settings: RedisSettings) -> dict[str, Any]:
     return opts
 
 
-def bullmq_connection(settings: RedisSettings) -> dict[str, Any]:
+def bullmq_connection(
+    settings: RedisSettings, *, master_check_interval: float = 0.0
+) -> dict[str, Any]:
     """The ``connection`` option for a bullmq Queue, Worker or QueueEvents.
 
     Each call returns a new dict, so every bullmq object opens its own sockets.
+    With Sentinel the default checks the master before every command, so that
+    a producer never writes to a demoted master (its writes would be lost).
     """
-    return connection_kwargs(settings)
+    return connection_kwargs(settings, master_check_interval=master_check_interval)
+
+
+async def close_sentinel_pool(client: Any) -> None:
+    """Close the Sentinel pool handed to a bullmq client, which leaves it open."""
+    pool = getattr(client, "connection_pool", None)
+    if isinstance(pool, _SentinelPool):
+        await pool.aclose()
 
 
 def redis_client(settings: RedisSettings) -> aioredis.Redis:
     """A pooled client for bullworker's own commands (leader, recorder, CLI)."""
-    return aioredis.Redis(decode_responses=True, **connection_kwargs(settings))
+    kwargs = connection_kwargs(settings)
+    pool = kwargs.pop("connection_pool", None)
+    if pool is not None:
+        return aioredis.Redis.from_pool(pool)  # closing the client closes the pool
+    return aioredis.Redis(decode_responses=True, retry=retry_policy(), **kwargs)

@@ -13,13 +13,19 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from .config import AppConfig
 from .connection import bullmq_connection
 from .errors import DependencyError, JobTimeout, PayloadError, QueueUnavailable, UnknownJobError
 from .hooks import JobHook, JobRun, call_hooks
 from .jobs import BaseJob, JobDefinition, JobRegistry
+from .watchdog import job_task_name
 
 log = logging.getLogger("bullworker.runner")
+
+#: Milliseconds the worker's fetch loop waits after a connection error it could not retry.
+RUN_RETRY_DELAY_MS = 1000
 
 #: Builds a job instance with its dependencies injected.
 JobFactory = Callable[[type[BaseJob[Any, Any]]], BaseJob[Any, Any]]
@@ -48,6 +54,9 @@ class _Dispatcher:
         from bullmq import UnrecoverableError
 
         runner = self.runner
+        task = asyncio.current_task()
+        if task is not None:  # the loop watchdog names a blocking job by its task
+            task.set_name(job_task_name(job.name, job.id, self.queue))
         definition = runner.registry.find(job.name)
         if definition is None:
             err = UnknownJobError(job.name, runner.registry.names())
@@ -74,19 +83,21 @@ class _Dispatcher:
             result = await runner.run_handler(definition, instance, data)
             wire = definition.result_to_wire(result)
         except BaseException as exc:
+            handler_error = isinstance(exc, Exception) and not isinstance(exc, UnrecoverableError)
+            if handler_error:  # logged before the hooks end the job's span
+                log.warning(
+                    "job %s id=%s queue=%s failed (attempt %d): %s: %s",
+                    job.name, job.id, self.queue, job.attemptsMade + 1, type(exc).__name__, exc,
+                    extra=_job_fields(job, self.queue),
+                )  # fmt: skip
             if run is not None and isinstance(exc, Exception):  # not a forced shutdown
                 retry = not isinstance(exc, UnrecoverableError) and run.attempt < run.attempts
                 call_hooks(
                     hooks, "job_finished", run, "failed", exc, time.perf_counter() - started,
                     will_retry=retry,
                 )  # fmt: skip
-            if isinstance(exc, UnrecoverableError) or not isinstance(exc, Exception):
+            if not handler_error:
                 raise
-            log.warning(
-                "job %s id=%s queue=%s failed (attempt %d): %s: %s",
-                job.name, job.id, self.queue, job.attemptsMade + 1, type(exc).__name__, exc,
-                extra=_job_fields(job, self.queue),
-            )  # fmt: skip
             # failedReason is str(err): prefix the class so Node and _jobs see it.
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             raise JobFailed(reason) from exc
@@ -162,6 +173,10 @@ class Runner:
         from .cron import CronService
 
         self.services.append(CronService(config, registry, self.queues))
+        if config.loop_block_warning > 0:
+            from .watchdog import LoopWatchdog
+
+            self.services.append(LoopWatchdog(config.loop_block_warning))
         self.workers: dict[str, Any] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._executor: ThreadPoolExecutor | None = None
@@ -190,6 +205,11 @@ class Runner:
             "lockDuration": self.config.worker_lock_duration,
             "stalledInterval": self.config.worker_stalled_interval,
             "maxStalledCount": self.config.worker_max_stalled_count,
+            # After a connection error the fetch loop tries again this soon (bullmq: 15 s).
+            "runRetryDelay": RUN_RETRY_DELAY_MS,
+            # An idle worker blocks on one server for drainDelay (5 s); with Sentinel it
+            # checks every second that this server is still the master.
+            "drainDelay": 1 if self.config.redis_settings("bull").sentinel_host else 5,
             "settings": {"backoffStrategy": _unknown_backoff},
             "name": f"{socket.gethostname()}:{os.getpid()}",
         }
@@ -217,7 +237,8 @@ class Runner:
         self._running = True
         try:
             for queue in self.queues:
-                opts = {**self._worker_options(), "connection": bullmq_connection(redis)}
+                connection = bullmq_connection(redis, master_check_interval=1.0)
+                opts = {**self._worker_options(), "connection": connection}
                 worker = BullWorker(queue, _Dispatcher(self, queue), opts)
                 # croniter (pinned by bullmq) gets DST days wrong; compute next runs
                 # by wall-clock time as Node's cron-parser does.
@@ -235,6 +256,10 @@ class Runner:
                     raise QueueUnavailable(
                         f"Redis at {redis.describe()} did not answer within "
                         f"{self.config.redis_timeout:g} s ({type(exc).__name__})"
+                    ) from None
+                except RedisConnectionError as exc:  # refused credentials, no Sentinel master
+                    raise QueueUnavailable(
+                        f"Redis at {redis.describe()}: {type(exc).__name__}: {exc}"
                     ) from None
                 self._tasks.append(asyncio.create_task(worker.run(), name=f"bullworker:{queue}"))
             for service in self.services:
@@ -283,9 +308,10 @@ class Runner:
             _, pending = await asyncio.wait(closing, timeout=grace)
             for task in pending:
                 queue, worker = closing[task]
-                log.warning(
-                    "queue %s: jobs still running after %.1f s; force-closing", queue, grace
-                )
+                if worker.jobs:  # not for a worker that never ran (a failed start)
+                    log.warning(
+                        "queue %s: jobs still running after %.1f s; force-closing", queue, grace
+                    )
                 await worker.close(force=True)
             await asyncio.gather(*closing, return_exceptions=True)
         tasks, self._tasks = self._tasks, []

@@ -6,6 +6,10 @@ active: the job then sits there until the stalled checker returns it, fails
 again, and only fails for good after ``maxStalledCount`` rounds of the lock
 duration. This subclass fails such a job at once with a clear reason, and the
 other jobs never notice.
+
+Its Redis clients use bullworker's retry policy (a try at most every second
+instead of bullmq's backoff up to 20 s), so the worker picks up again within
+about a second of Redis coming back; a Sentinel pool is closed with it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import logging
 from typing import Any
 
 from bullmq import Job, UnrecoverableError, Worker
+
+from .connection import close_sentinel_pool, use_retry_policy
 
 log = logging.getLogger("bullworker.runner")
 
@@ -24,6 +30,17 @@ class MalformedJobError(UnrecoverableError):  # type: ignore[misc]
 
 class BullWorker(Worker):  # type: ignore[misc]
     """A bullmq Worker that fails malformed jobs instead of stalling on them."""
+
+    def __init__(self, name: str, processor: Any, opts: dict[str, Any]) -> None:
+        super().__init__(name, processor, opts)
+        for client in (self.client, self.bclient):
+            use_retry_policy(client)
+
+    async def close(self, force: bool = False) -> None:
+        try:
+            await super().close(force)
+        finally:
+            await close_sentinel_pool(self.client)
 
     async def nextJobFromJobData(
         self,

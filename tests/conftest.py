@@ -13,6 +13,27 @@ REDIS_URL = os.environ.get("BULLWORKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/
 PG_DSN = os.environ.get("BULLWORKER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow", action="store_true", help="also run the long scenarios (marked slow)"
+    )
+    parser.addoption(
+        "--reliability-report",
+        metavar="PATH",
+        default=None,
+        help="write the fault suite's table (tests/faults) as markdown to PATH",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="long scenario: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def redis_url() -> str:
     return REDIS_URL
