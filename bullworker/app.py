@@ -36,9 +36,11 @@ class App:
         providers: Iterable[Any] = (),
         registry: JobRegistry | None = None,
         hooks: Iterable[JobHook] = (),
+        tracing: bool | None = None,
     ) -> None:
         self.config = config
         self.hooks: list[JobHook] = list(hooks)
+        self.tracing = _enable_tracing(self.hooks, tracing)
         self.enable_worker = enable_worker
         self.registry = registry if registry is not None else default_registry
         self.container = punq.Container()
@@ -46,6 +48,7 @@ class App:
         if type(config) is not AppConfig:
             self.container.register(type(config), instance=config)
         self.worker_service = WorkerService(config, self.registry)
+        self.worker_service.propagate_trace = self.tracing
         self.container.register(WorkerService, instance=self.worker_service)
         self.container.register(App, instance=self)
         for provider in providers:
@@ -133,12 +136,28 @@ def create_app(
     providers: Iterable[Any] = (),
     registry: JobRegistry | None = None,
     hooks: Iterable[JobHook] = (),
+    tracing: bool | None = None,
 ) -> App:
-    """Create an app. Without ``enable_worker`` it can queue jobs but never runs them."""
+    """Create an app. Without ``enable_worker`` it can queue jobs but never runs them.
+
+    ``tracing``: OpenTelemetry trace propagation and a span per job run; ``None``
+    (the default) turns it on when ``opentelemetry`` is importable.
+    """
     return App(
         config if config is not None else AppConfig(),
         enable_worker=enable_worker,
         providers=providers,
         registry=registry,
         hooks=hooks,
+        tracing=tracing,
     )
+
+
+def _enable_tracing(hooks: list[JobHook], tracing: bool | None) -> bool:
+    """Resolve ``tracing=`` and put a TracingHook first (unless one is given)."""
+    from .tracing import TracingHook, tracing_available
+
+    enabled = tracing_available() if tracing is None else tracing
+    if enabled and not any(isinstance(hook, TracingHook) for hook in hooks):
+        hooks.insert(0, TracingHook())  # first: later hooks and their logs see the span
+    return enabled

@@ -55,12 +55,28 @@ def start(
         int, typer.Option(min=1, help="Worker processes to run under a supervisor.")
     ] = 1,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            envvar="BULLWORKER_METRICS_PORT",
+            help="Serve /metrics, /healthz and /readyz on this port (process i of --processes: port + i).",
+        ),
+    ] = None,
 ) -> None:
     """Run the job runner until SIGTERM or SIGINT."""
     from .errors import BullworkerError
     from .serve import exit_if_jobs_are_stuck, run_supervisor, run_worker, setup_logging
 
     setup_logging(log_level)
+    if metrics_port is not None:
+        from .metrics import MetricsError, require_prometheus
+
+        try:
+            require_prometheus()
+        except MetricsError as exc:
+            fail(str(exc), 2)
     application = _load(app)
     if not application.enable_worker:
         fail("this app was created without enable_worker=True, so it cannot run jobs", 2)
@@ -71,9 +87,16 @@ def start(
             child_args += ["--queues", queues]
         if concurrency:
             child_args += ["--concurrency", str(concurrency)]
-        raise typer.Exit(asyncio.run(run_supervisor(application, app, processes, child_args)))
+        supervise = run_supervisor(
+            application, app, processes, child_args, metrics_port=metrics_port
+        )
+        raise typer.Exit(asyncio.run(supervise))
     try:
-        asyncio.run(run_worker(application, queues=chosen, concurrency=concurrency))
+        asyncio.run(
+            run_worker(
+                application, queues=chosen, concurrency=concurrency, metrics_port=metrics_port
+            )
+        )
     except BullworkerError as exc:
         fail(str(exc))
     exit_if_jobs_are_stuck()
@@ -151,3 +174,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+from . import cli_ops  # noqa: E402,F401 -- registers the operations commands

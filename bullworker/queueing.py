@@ -10,20 +10,25 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from .config import AppConfig
-from .connection import bullmq_connection
+from .connection import bullmq_connection, close_sentinel_pool, use_retry_policy
 from .errors import PayloadError, QueueUnavailable
 from .jobs import BaseJob, JobDefinition, JobRegistry, check_json
+from .tracing import inject_trace_context
 
 log = logging.getLogger("bullworker.queueing")
 
 T = TypeVar("T")
 MAX_PRIORITY = 2_097_152
 _INT_LIKE = re.compile(r"^-?\d+$")
+#: Measures payloads for MAX_PAYLOAD_BYTES; one encoder, not one per json.dumps call.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 _OPTIONS = {
     "delay", "priority", "attempts", "backoff", "jobId", "lifo", "timestamp",
     "removeOnComplete", "removeOnFail", "stackTraceLimit", "keepLogs", "deduplication",
-    "traceparent", "tracestate", "sizeLimit",
+    "traceparent", "tracestate", "sizeLimit", "retryOf",
 }  # fmt: skip
 
 
@@ -78,6 +83,9 @@ def check_options(opts: dict[str, Any]) -> dict[str, Any]:
     dedup = opts.get("deduplication")
     if dedup is not None and (not isinstance(dedup, dict) or not dedup.get("id")):
         raise PayloadError("deduplication needs an 'id'")
+    retry_of = opts.get("retryOf")
+    if retry_of is not None and (not isinstance(retry_of, str) or not retry_of):
+        raise PayloadError(f"retryOf must be a non-empty string (a _jobs id), got {retry_of!r}")
     check_json(opts, what="job options")
     return opts
 
@@ -89,8 +97,15 @@ class WorkerService:
         self.config = config
         self.registry = registry
         self.queued: list[QueuedJob] = []
+        #: Put the current span's ``traceparent`` into job options (``create_app(tracing=)``).
+        self.propagate_trace = True
         self._queues: dict[str, Any] = {}
         self._redis = config.redis_settings("bull")
+        #: Calls to Redis in flight, by task, with their deadline (see ``_call``).
+        self._deadlines: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_loop: asyncio.AbstractEventLoop | None = None
 
     def queue_for(self, job: type[BaseJob[Any, Any]] | str) -> str:
         """The queue a job class (or registered name) goes to."""
@@ -111,17 +126,65 @@ class WorkerService:
                 name,
                 {"prefix": self.config.bull_prefix, "connection": bullmq_connection(self._redis)},
             )
+            use_retry_policy(queue.client)  # e.g. refused credentials fail at once
             self._queues[name] = queue
         return queue
 
     async def _call(self, what: str, awaitable: Awaitable[T]) -> T:
+        """Await a producer call to Redis, failing it after ``REDIS_TIMEOUT``.
+
+        One sweep every quarter of the timeout (at most a second) cancels the
+        calls past their deadline, instead of a timer per call: ``wait_for``
+        or ``asyncio.timeout`` cost 15-30 us a call, a sixth of a ``queue_job``.
+        """
+        timeout = self.config.redis_timeout
+        task = asyncio.current_task()
+        cancelling = 0
+        if task is None:  # not run by a task, so nothing to cancel: a plain timeout
+            awaitable = asyncio.wait_for(awaitable, timeout)
+        else:
+            loop = task.get_loop()
+            self._deadlines[task] = loop.time() + timeout
+            if self._sweeper is None or self._sweep_loop is not loop:
+                self._sweep_loop = loop
+                self._sweeper = loop.call_later(min(1.0, timeout / 4), self._sweep, loop)
+            cancelling = task.cancelling()
         try:
-            return await asyncio.wait_for(awaitable, self.config.redis_timeout)
+            return await awaitable
+        except asyncio.CancelledError:
+            if task is None or task not in self._expired or task.uncancel() > cancelling:
+                raise  # not ours, or also cancelled by someone else
+            raise QueueUnavailable(
+                f"could not {what}: Redis at {self._redis.describe()} did not answer "
+                f"within {timeout:g} s (TimeoutError)"
+            ) from None
         except (TimeoutError, OSError) as exc:
             raise QueueUnavailable(
                 f"could not {what}: Redis at {self._redis.describe()} did not answer "
-                f"within {self.config.redis_timeout:g} s ({type(exc).__name__})"
+                f"within {timeout:g} s ({type(exc).__name__})"
             ) from None
+        except RedisConnectionError as exc:  # e.g. refused credentials, no Sentinel master
+            raise QueueUnavailable(
+                f"could not {what}: Redis at {self._redis.describe()}: {type(exc).__name__}: {exc}"
+            ) from None
+        finally:
+            if task is not None:
+                self._deadlines.pop(task, None)
+                self._expired.discard(task)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Cancel the calls past their deadline; re-armed while calls are in flight."""
+        now = loop.time()
+        for task, deadline in list(self._deadlines.items()):
+            if task.done() or task.get_loop().is_closed():
+                self._deadlines.pop(task, None)  # left behind by a closed loop
+            elif task.get_loop() is loop and deadline <= now and task not in self._expired:
+                self._expired.add(task)
+                task.cancel()
+        self._sweeper = None
+        if self._deadlines:
+            period = min(1.0, self.config.redis_timeout / 4)
+            self._sweeper = loop.call_later(period, self._sweep, loop)
 
     def _prepare(self, definition: JobDefinition, opts: dict[str, Any]) -> dict[str, Any]:
         merged = {**definition.cls.JOB_OPTIONS, **{k: v for k, v in opts.items() if v is not None}}
@@ -171,6 +234,8 @@ class WorkerService:
         for payload in payloads:
             self._check_size(definition.name, payload)
         queue_name = definition.queue(self.config.bull_queue)
+        if self.propagate_trace:
+            options = inject_trace_context(options)
         if self.config.is_test:
             return [self._keep(definition.name, queue_name, p, options) for p in payloads]
         if not payloads:
@@ -195,6 +260,8 @@ class WorkerService:
     async def _add_raw(self, name: str, queue: str, payload: Any, options: dict[str, Any]) -> str:
         payload = {} if payload is None else payload
         self._check_size(name, payload)
+        if self.propagate_trace:
+            options = inject_trace_context(options)
         if self.config.is_test:
             return self._keep(name, queue, payload, options)
         job = await self._call(f"queue {name}", self._queue(queue).add(name, payload, options))
@@ -204,7 +271,7 @@ class WorkerService:
     def _check_size(self, name: str, payload: Any) -> None:
         limit = self.config.max_payload_bytes
         if limit:
-            size = len(json.dumps(payload, separators=(",", ":")))
+            size = len(_COMPACT_JSON.encode(payload))
             if size > limit:
                 raise PayloadError(
                     f"{name} payload is {size} bytes of JSON, over MAX_PAYLOAD_BYTES={limit}"
@@ -218,9 +285,13 @@ class WorkerService:
 
     async def close(self) -> None:
         """Close the Queue connections."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         queues, self._queues = list(self._queues.values()), {}
         for queue in queues:
             try:
                 await asyncio.wait_for(queue.close(), self.config.redis_timeout)
+                await close_sentinel_pool(queue.client)
             except Exception as exc:  # closing must never raise
                 log.debug("closing queue %s: %s", queue.name, exc)

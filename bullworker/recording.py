@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import time
+from datetime import UTC, datetime
 
 from . import keys
 from .config import AppConfig
@@ -16,6 +17,11 @@ from .recorder import Recorder
 from .store import JobStore, open_store
 
 log = logging.getLogger("bullworker.recording")
+
+#: Rows one retention statement deletes (a short transaction each).
+RETENTION_BATCH_SIZE = 1000
+#: Seconds between two looks at whether retention is due; at most the interval itself.
+_RETENTION_TICK = 5.0
 
 
 class RecordingService:
@@ -32,6 +38,7 @@ class RecordingService:
         self.leaders: dict[str, LeaderService] = {}
         self._redis = config.redis_settings("bull")
         self._client = redis_client(self._redis)
+        self._retention: asyncio.Task[None] | None = None
 
     async def store(self) -> JobStore:
         """The store, opened (and its table created) on first use."""
@@ -71,6 +78,47 @@ class RecordingService:
             self.recorders[queue] = recorder
             self.leaders[queue] = leader
             await leader.start()
+        if self.config.jobs_retention and self._retention is None:
+            self._retention = asyncio.create_task(
+                self._retention_loop(), name="bullworker-retention"
+            )
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this process currently records at least one queue."""
+        return any(leader.is_leader for leader in self.leaders.values())
+
+    async def apply_retention(self) -> int:
+        """Delete ``_jobs`` rows that finished more than ``JOBS_RETENTION`` ago; return the count."""
+        from .durations import parse_duration
+
+        if not self.config.jobs_retention:
+            return 0
+        cutoff = datetime.now(UTC) - parse_duration(self.config.jobs_retention)
+        store = await self.store()
+        deleted = await store.prune(older_than=cutoff, batch_size=RETENTION_BATCH_SIZE)
+        log.info(
+            "retention: deleted %d _jobs row(s) finished before %s (JOBS_RETENTION=%s)",
+            deleted, cutoff.isoformat(timespec="seconds"), self.config.jobs_retention,
+        )  # fmt: skip
+        return deleted
+
+    async def _retention_loop(self) -> None:
+        """Apply retention once per interval while leading a queue; never raises."""
+        interval = self.config.jobs_retention_interval
+        due = 0.0  # as soon as this process leads a queue
+        while True:
+            await asyncio.sleep(min(interval, _RETENTION_TICK))
+            if not self.is_leader or time.monotonic() < due:
+                continue
+            try:
+                await self.apply_retention()
+                due = time.monotonic() + interval
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                due = time.monotonic() + min(interval, 60.0)
+                log.error("retention failed (%s: %s); trying again later", type(exc).__name__, exc)
 
     def _became(self, queue: str, recorder: Recorder) -> LeaderCallback:
         async def became() -> None:
@@ -83,6 +131,10 @@ class RecordingService:
         return became
 
     async def stop(self) -> None:
+        retention, self._retention = self._retention, None
+        if retention is not None:
+            retention.cancel()
+            await asyncio.gather(retention, return_exceptions=True)
         for recorder in self.recorders.values():
             await recorder.stop()
         for leader in self.leaders.values():

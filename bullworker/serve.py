@@ -52,9 +52,16 @@ def load_app(spec: str | None) -> App:
 
 
 async def run_worker(
-    app: App, *, queues: list[str] | None = None, concurrency: int | None = None
+    app: App,
+    *,
+    queues: list[str] | None = None,
+    concurrency: int | None = None,
+    metrics_port: int | None = None,
 ) -> None:
-    """Run the app's runner until SIGTERM or SIGINT; a second signal exits at once."""
+    """Run the app's runner until SIGTERM or SIGINT; a second signal exits at once.
+
+    ``metrics_port`` serves ``/metrics``, ``/healthz`` and ``/readyz`` on that port.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGTERM, signal.SIGINT)
@@ -69,6 +76,10 @@ async def run_worker(
     for signum in signals:
         loop.add_signal_handler(signum, on_signal, signum)
     runner = app.create_runner(queues=queues, concurrency=concurrency)
+    if metrics_port is not None:
+        from .metrics import install_metrics
+
+        install_metrics(runner, port=metrics_port)
     try:
         await runner.start()
         app.runner = runner
@@ -79,12 +90,27 @@ async def run_worker(
             loop.remove_signal_handler(signum)
 
 
-async def run_supervisor(app: App, app_spec: str | None, processes: int, args: list[str]) -> int:
-    """Run ``processes`` worker processes of the app until a signal; return the exit status."""
+async def run_supervisor(
+    app: App,
+    app_spec: str | None,
+    processes: int,
+    args: list[str],
+    *,
+    metrics_port: int | None = None,
+) -> int:
+    """Run ``processes`` worker processes of the app until a signal; return the exit status.
+
+    With ``metrics_port`` P, worker process i serves its metrics on port P + i.
+    """
     from .supervisor import Supervisor, child_command
 
     spec = app_spec or os.environ.get("BULLWORKER_APP")
-    supervisor = Supervisor(child_command(spec, args), processes, grace=app.config.shutdown_grace)
+    supervisor = Supervisor(
+        child_command(spec, args),
+        processes,
+        grace=app.config.shutdown_grace,
+        metrics_port=metrics_port,
+    )
     return await supervisor.run()
 
 

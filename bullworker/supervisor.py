@@ -28,8 +28,17 @@ FAST_EXIT = 5.0
 class Supervisor:
     """Keeps ``processes`` copies of a command running until told to stop."""
 
-    def __init__(self, command: Sequence[str], processes: int, *, grace: float) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        processes: int,
+        *,
+        grace: float,
+        metrics_port: int | None = None,
+    ) -> None:
         self.command = list(command)
+        #: Worker process ``slot`` serves metrics on ``metrics_port + slot``.
+        self.metrics_port = metrics_port
         self.processes = processes
         self.grace = grace
         self.children: dict[int, asyncio.subprocess.Process] = {}
@@ -39,6 +48,8 @@ class Supervisor:
 
     async def _spawn(self, slot: int) -> asyncio.subprocess.Process:
         env = {**os.environ, "BULLWORKER_PROCESS_SLOT": str(slot)}
+        if self.metrics_port is not None:
+            env["BULLWORKER_METRICS_PORT"] = str(self.metrics_port + slot)
         proc = await asyncio.create_subprocess_exec(*self.command, env=env)
         log.info("started worker process %d (pid %d)", slot, proc.pid)
         return proc

@@ -45,6 +45,8 @@ class JobRecord:
     completed_at: datetime
     trace_id: str | None = None
     recorded_at: datetime | None = None
+    #: ``_jobs`` id of the failed job this one retries (``bullworker retry``), if any.
+    retry_of: str | None = None
 
     def __post_init__(self) -> None:
         check_status(self.status)

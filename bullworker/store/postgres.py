@@ -77,6 +77,7 @@ def _record(row: Sequence[Any]) -> JobRecord:
         completed_at=from_naive_utc(row[10]),
         trace_id=None if trace is None else trace.rstrip(),
         recorded_at=None if recorded is None else from_naive_utc(recorded),
+        retry_of=row[13],
     )
 
 
@@ -181,7 +182,12 @@ class PostgresJobStore(JobStore):
         cur = await conn.execute(q.PG_OBJECTS_PRESENT, (self._schema, q.PG_OBJECT_NAMES))
         row = await cur.fetchone()
         if row is not None and row[0] == len(q.PG_OBJECT_NAMES):
-            return
+            cur = await conn.execute(
+                q.PG_COLUMNS_PRESENT, (self._schema, q.TABLE, q.PG_ADDED_COLUMN_NAMES)
+            )
+            row = await cur.fetchone()
+            if row is not None and row[0] == len(q.PG_ADDED_COLUMN_NAMES):
+                return
         async with conn.transaction():
             await conn.execute(q.PG_DDL_LOCK, (q.DDL_LOCK_KEY,))
             if self._schema is not None:
@@ -210,6 +216,7 @@ class PostgresJobStore(JobStore):
                 to_naive_utc(r.should_execute_at),
                 _naive(r.executed_at),
                 to_naive_utc(r.completed_at),
+                None if r.retry_of is None else _text(r.retry_of, 255),
             )
             for r in records
         ]

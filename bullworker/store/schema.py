@@ -32,13 +32,17 @@ INDEXES: tuple[tuple[str, str], ...] = (
 #: Columns written by an insert, in parameter order.
 INSERT_COLUMNS = (
     '"id", "queue", "queueId", "attempt", "name", "data", "traceId", "status", "result", '
-    '"createdAt", "shouldExecuteAt", "executedAt", "completedAt"'
+    '"createdAt", "shouldExecuteAt", "executedAt", "completedAt", "retryOf"'
 )
 #: Columns read back, in the order `JobRecord` rows are built from.
 SELECT_COLUMNS = (
     '"queue", "queueId", "attempt", "name", "data", "status", "result", "createdAt", '
-    '"shouldExecuteAt", "executedAt", "completedAt", "traceId", "recordedAt"'
+    '"shouldExecuteAt", "executedAt", "completedAt", "traceId", "recordedAt", "retryOf"'
 )
+
+#: Columns added after ``_jobs`` was first released: (name, PostgreSQL type, SQLite type).
+#: Tables created earlier get them through ``ALTER TABLE ... ADD COLUMN`` when a store opens.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (("retryOf", "varchar(255) NULL", "TEXT NULL"),)
 
 
 def where_clause(
@@ -86,6 +90,7 @@ CREATE TABLE IF NOT EXISTS {table} (
     "executedAt" timestamp(3) NULL,
     "completedAt" timestamp(3) NOT NULL,
     "recordedAt" timestamp(3) NOT NULL DEFAULT (now() at time zone 'utc'),
+    "retryOf" varchar(255) NULL,
     PRIMARY KEY ("id", "createdAt", "attempt")
 )"""
 
@@ -96,12 +101,19 @@ PG_OBJECTS_PRESENT = """
 SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = coalesce(%s, current_schema()) AND c.relname = ANY(%s)"""
 PG_OBJECT_NAMES = [TABLE, *(name for name, _ in INDEXES)]
+#: Number of the `ADDED_COLUMNS` present in ``_jobs`` (fast path as above).
+PG_COLUMNS_PRESENT = """
+SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = coalesce(%s, current_schema()) AND c.relname = %s
+AND a.attname = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped"""
+PG_ADDED_COLUMN_NAMES = [name for name, _, _ in ADDED_COLUMNS]
 
 #: Insert of one row, sent with executemany() in pipeline mode inside one
 #: transaction (measured faster than one INSERT ... SELECT FROM unnest(arrays)).
 PG_INSERT = (
     "INSERT INTO {table} (" + INSERT_COLUMNS + ") VALUES "
-    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
 )
 #: `where_clause` output goes into ``{where}``.
 PG_RECENT = (
@@ -138,8 +150,14 @@ def pg_create_schema(schema: str) -> sql.Composed:
 
 
 def pg_ddl(table: sql.Identifier) -> list[sql.Composed]:
-    """CREATE TABLE and CREATE INDEX statements, all ``IF NOT EXISTS``."""
+    """CREATE TABLE, ADD COLUMN and CREATE INDEX statements, all ``IF NOT EXISTS``."""
     statements = [sql.SQL(PG_CREATE_TABLE).format(table=table)]
+    for column, pg_type, _ in ADDED_COLUMNS:
+        statements.append(
+            sql.SQL("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} " + pg_type).format(
+                table=table, column=sql.Identifier(column)
+            )
+        )
     for index, columns in INDEXES:
         statements.append(
             sql.SQL("CREATE INDEX IF NOT EXISTS {index} ON {table} (" + columns + ")").format(
@@ -175,6 +193,7 @@ CREATE TABLE IF NOT EXISTS "_jobs" (
     "executedAt" TEXT NULL,
     "completedAt" TEXT NOT NULL,
     "recordedAt" TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
+    "retryOf" TEXT NULL,
     PRIMARY KEY ("id", "createdAt", "attempt")
 )"""
 
@@ -182,8 +201,17 @@ SQLITE_DDL = [SQLITE_CREATE_TABLE] + [
     f'CREATE INDEX IF NOT EXISTS "{index}" ON "_jobs" ({columns})' for index, columns in INDEXES
 ]
 
+#: Names of the columns of ``_jobs`` (SQLite has no ``ADD COLUMN IF NOT EXISTS``).
+SQLITE_COLUMNS = """SELECT "name" FROM pragma_table_info('_jobs')"""
+#: Adds one of `ADDED_COLUMNS`: ``{column}`` and ``{type}`` come from that constant.
+SQLITE_ADD_COLUMN = 'ALTER TABLE "_jobs" ADD COLUMN "{column}" {type}'
+#: Whether ``_jobs`` exists, without creating it.
+SQLITE_TABLE_EXISTS = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_jobs'"
+
 SQLITE_INSERT = (
-    'INSERT INTO "_jobs" (' + INSERT_COLUMNS + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    'INSERT INTO "_jobs" ('
+    + INSERT_COLUMNS
+    + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT DO NOTHING"
 )
 #: `where_clause` output goes into ``{where}``.

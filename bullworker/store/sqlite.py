@@ -68,6 +68,7 @@ def _row(r: JobRecord) -> tuple[Any, ...]:
         _ts(r.should_execute_at),
         _ts_opt(r.executed_at),
         _ts(r.completed_at),
+        r.retry_of,
     )
 
 
@@ -88,6 +89,7 @@ def _record(row: Sequence[Any]) -> JobRecord:
         completed_at=completed,
         trace_id=row[11],
         recorded_at=_parse(row[12]),
+        retry_of=row[13],
     )
 
 
@@ -181,6 +183,10 @@ class SqliteJobStore(JobStore):
             def ddl() -> None:
                 for statement in q.SQLITE_DDL:
                     conn.execute(statement)
+                present = {row[0] for row in conn.execute(q.SQLITE_COLUMNS)}
+                for column, _, sqlite_type in q.ADDED_COLUMNS:
+                    if column not in present:
+                        conn.execute(q.SQLITE_ADD_COLUMN.format(column=column, type=sqlite_type))
 
             self._transaction(conn, ddl)
 

@@ -1,0 +1,405 @@
+"""Operations on a running system: queue stats, the ``_jobs`` history, retries, retention.
+
+Every function returns plain dataclasses (or `JobRecord` rows) with a ``to_dict()``
+for JSON; ``bullworker stats|jobs|retry|prune`` print them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from . import keys
+from .app import App
+from .config import AppConfig
+from .connection import bullmq_connection, redis_client
+from .durations import parse_duration
+from .errors import BullworkerError, QueueUnavailable
+from .recorder import recording_lag
+from .store import JobRecord, JobStore, open_store
+
+T = TypeVar("T")
+
+#: Rows one ``bullworker prune`` statement deletes by default (a short transaction each).
+PRUNE_BATCH_SIZE = 1000
+_STATUSES = ("completed", "failed")
+
+
+class OpsError(BullworkerError):
+    """An operations command cannot do what was asked (bad id, nothing selected...)."""
+
+
+def iso(moment: datetime | None) -> str | None:
+    """``2024-05-01T12:00:00.123Z`` (UTC, milliseconds), or None."""
+    if moment is None:
+        return None
+    text = moment.astimezone(UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+def _ms(delta: timedelta | None) -> int | None:
+    return None if delta is None else round(delta.total_seconds() * 1000)
+
+
+def app_queues(app: App) -> list[str]:
+    """The queues of the app's jobs and of ``WORKER_QUEUES`` (``BULL_QUEUE`` if none)."""
+    config = app.config
+    found = set(app.registry.queues(config.bull_queue)) | set(config.consumed_queues or [])
+    return sorted(found) or [config.bull_queue]
+
+
+async def _bounded(config: AppConfig, what: str, awaitable: Awaitable[T]) -> T:
+    """``awaitable`` within ``REDIS_TIMEOUT``; QueueUnavailable if Redis does not answer."""
+    settings = config.redis_settings("bull")
+    try:
+        return await asyncio.wait_for(awaitable, config.redis_timeout)
+    except (TimeoutError, OSError, RedisConnectionError, RedisTimeoutError) as exc:
+        raise QueueUnavailable(
+            f"could not {what}: Redis at {settings.describe()} did not answer within "
+            f"{config.redis_timeout:g} s ({type(exc).__name__})"
+        ) from None
+
+
+# --------------------------------------------------------------------------- stats
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderInfo:
+    """The runner recording a queue, from its leader-info hash."""
+
+    host: str | None
+    pid: int | None
+    since: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "pid": self.pid, "since": iso(self.since)}
+
+    def describe(self) -> str:
+        return f"{self.host or '?'} pid {self.pid or '?'} since {iso(self.since) or '?'}"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Counts of one queue's jobs in Redis, its recorder leader and the recording lag."""
+
+    queue: str
+    waiting: int
+    active: int
+    delayed: int
+    failed: int
+    #: Completed jobs still in Redis: the recorder has not written them to ``_jobs`` yet.
+    completed: int
+    leader: LeaderInfo | None
+    #: Seconds since the oldest finished job still in Redis finished (0 when none waits).
+    lag: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "queue": self.queue,
+            "waiting": self.waiting,
+            "active": self.active,
+            "delayed": self.delayed,
+            "failed": self.failed,
+            "completed": self.completed,
+            "leader": None if self.leader is None else self.leader.to_dict(),
+            "lag_seconds": round(self.lag, 3),
+        }
+
+
+async def read_leader(client: aioredis.Redis, prefix: str, queue: str) -> LeaderInfo | None:
+    """The recorder leader of ``queue``, or None when no runner holds its lock."""
+    if not await client.exists(keys.leader_key(prefix, queue)):
+        return None
+    raw = await client.hgetall(keys.leader_info_key(prefix, queue))
+    info = {str(k): str(v) for k, v in raw.items()}
+    pid = info.get("pid", "")
+    try:
+        since: datetime | None = datetime.fromtimestamp(float(info["since"]), tz=UTC)
+    except (KeyError, ValueError, OverflowError):
+        since = None
+    return LeaderInfo(host=info.get("host"), pid=int(pid) if pid.isdigit() else None, since=since)
+
+
+async def queue_stats(app: App) -> list[QueueStats]:
+    """One `QueueStats` per queue of the app (see `app_queues`)."""
+    from bullmq import Queue
+
+    config = app.config
+    settings = config.redis_settings("bull")
+    client = redis_client(settings)
+    found: list[QueueStats] = []
+    try:
+        for name in app_queues(app):
+            queue = Queue(
+                name, {"prefix": config.bull_prefix, "connection": bullmq_connection(settings)}
+            )
+            try:
+                counts: dict[str, int] = await _bounded(
+                    config,
+                    f"count the jobs of queue {name}",
+                    queue.getJobCounts(
+                        "waiting", "prioritized", "active", "delayed", "failed", "completed"
+                    ),
+                )
+            finally:
+                await asyncio.wait_for(queue.close(), config.redis_timeout)
+            leader = await _bounded(
+                config, "read the leader", read_leader(client, config.bull_prefix, name)
+            )
+            lag = await _bounded(
+                config, "read the lag", recording_lag(client, config.bull_prefix, name)
+            )
+            found.append(
+                QueueStats(
+                    queue=name,
+                    waiting=counts["waiting"] + counts["prioritized"],
+                    active=counts["active"],
+                    delayed=counts["delayed"],
+                    failed=counts["failed"],
+                    completed=counts["completed"],
+                    leader=leader,
+                    lag=lag,
+                )
+            )
+    finally:
+        await client.aclose()
+    return found
+
+
+# --------------------------------------------------------------------------- _jobs
+
+
+@asynccontextmanager
+async def app_store(config: AppConfig) -> AsyncIterator[JobStore]:
+    """The app's ``_jobs`` store, opened (the table is created if missing) and closed."""
+    try:
+        store = open_store(
+            config.database_url, sqlite_path=config.sqlite_path, pg_schema=config.database_schema
+        )
+    except ValueError as exc:
+        raise OpsError(str(exc)) from None
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def _check_status(status: str | None) -> None:
+    if status is not None and status not in _STATUSES:
+        raise OpsError(f"status must be completed or failed, got {status!r}")
+
+
+def check_job_id(job_id: str) -> str:
+    """A ``_jobs`` id is ``<queue>:<jobId>``."""
+    queue, sep, rest = job_id.partition(":")
+    if not (queue and sep and rest):
+        raise OpsError(f"job id {job_id!r} must be <queue>:<jobId>, e.g. default:42")
+    return job_id
+
+
+async def list_jobs(
+    store: JobStore,
+    *,
+    queue: str | None = None,
+    name: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+) -> list[JobRecord]:
+    """Recorded jobs matching the filters, newest first."""
+    _check_status(status)
+    if limit < 1:
+        raise OpsError("limit must be at least 1")
+    return await store.recent(queue=queue, name=name, status=status, since=since, limit=limit)
+
+
+async def job_history(store: JobStore, job_id: str) -> list[JobRecord]:
+    """Every row of ``<queue>:<jobId>`` (a reused id has several), newest first."""
+    rows = await store.get(check_job_id(job_id))
+    if not rows:
+        raise OpsError(
+            f"no _jobs row for {job_id}: a job is recorded once it has finished "
+            "(see `bullworker stats` for the jobs still in Redis)"
+        )
+    return rows
+
+
+def failure_reason(record: JobRecord) -> str | None:
+    """``"<ExceptionClass>: <message>"`` of a failed row, None otherwise."""
+    if record.status != "failed":
+        return None
+    result = record.result
+    return str(result.get("reason") or "") if isinstance(result, dict) else str(result)
+
+
+def job_summary(record: JobRecord) -> dict[str, Any]:
+    """One row of ``bullworker jobs``."""
+    return {
+        "id": record.id,
+        "name": record.name,
+        "status": record.status,
+        "attempt": record.attempt,
+        "finished": iso(record.completed_at),
+        "duration_ms": _ms(record.duration),
+        "reason": failure_reason(record),
+        "retryOf": record.retry_of,
+    }
+
+
+def job_detail(record: JobRecord) -> dict[str, Any]:
+    """Everything ``bullworker jobs show`` knows of one row."""
+    detail: dict[str, Any] = {
+        "id": record.id,
+        "queue": record.queue,
+        "queueId": record.queue_id,
+        "name": record.name,
+        "status": record.status,
+        "attempt": record.attempt,
+        "data": record.data,
+    }
+    if record.status == "failed":
+        result = record.result if isinstance(record.result, dict) else {}
+        detail["error"] = {"reason": failure_reason(record), "stack": result.get("stack") or []}
+    else:
+        detail["result"] = record.result
+    started = record.executed_at
+    # Due to start → started; never negative (producer and worker clocks may differ).
+    wait = None if started is None else max(timedelta(0), started - record.should_execute_at)
+    detail["timings"] = {
+        "created": iso(record.created_at),
+        "scheduled": iso(record.should_execute_at),
+        "started": iso(started),
+        "finished": iso(record.completed_at),
+        "duration_ms": _ms(record.duration),
+        "wait_ms": _ms(wait),
+        "recorded": iso(record.recorded_at),
+    }
+    detail["traceId"] = record.trace_id
+    detail["retryOf"] = record.retry_of
+    return detail
+
+
+# --------------------------------------------------------------------------- retry
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """One failed job to queue again; ``new_id`` once queued, ``error`` if it could not be."""
+
+    original: JobRecord
+    new_id: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.original.id,
+            "queue": self.original.queue,
+            "name": self.original.name,
+            "failed": iso(self.original.completed_at),
+            "reason": failure_reason(self.original),
+            "newId": self.new_id,
+            "error": self.error,
+        }
+
+
+async def select_failed(
+    store: JobStore,
+    *,
+    job_id: str | None = None,
+    queue: str | None = None,
+    name: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+) -> list[JobRecord]:
+    """The failed rows to retry: the newest failed row of ``job_id``, or those matching."""
+    if job_id is not None:
+        rows = await job_history(store, job_id)
+        failed = [row for row in rows if row.status == "failed"]
+        if not failed:
+            raise OpsError(f"{job_id} did not fail (it completed); only failed jobs are retried")
+        return failed[:1]
+    if queue is None and name is None and since is None:
+        raise OpsError("choose the failed jobs: --id, or at least one of --queue, --name, --since")
+    return await list_jobs(store, queue=queue, name=name, status="failed", since=since, limit=limit)
+
+
+async def retry_jobs(
+    app: App, records: Sequence[JobRecord], *, dry_run: bool = False
+) -> list[Retry]:
+    """Queue each failed job again, same name, data and queue, with ``retryOf`` = its id.
+
+    A name the app does not register is queued as is (for a consumer elsewhere).
+    Jobs that cannot be queued (e.g. data the job no longer accepts) are reported
+    with their error; an unreachable Redis raises QueueUnavailable.
+    """
+    if dry_run:
+        return [Retry(record) for record in records]
+    done: list[Retry] = []
+    service = app.worker_service
+    try:
+        for record in records:
+            try:
+                new_id = await service.queue_job_by_name(
+                    record.name, record.data, queue=record.queue, force=True, retryOf=record.id
+                )
+            except QueueUnavailable:
+                raise
+            except BullworkerError as exc:
+                done.append(Retry(record, error=str(exc)))
+            else:
+                done.append(Retry(record, new_id=new_id))
+    finally:
+        await service.close()
+    return done
+
+
+# --------------------------------------------------------------------------- prune
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What ``bullworker prune`` deleted, or would delete with ``dry_run``."""
+
+    cutoff: datetime
+    status: str | None
+    rows: int
+    dry_run: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cutoff": iso(self.cutoff),
+            "status": self.status,
+            "rows": self.rows,
+            "dryRun": self.dry_run,
+        }
+
+
+async def prune_jobs(
+    store: JobStore,
+    *,
+    older_than: str | timedelta,
+    status: str | None = None,
+    batch_size: int = PRUNE_BATCH_SIZE,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> PruneResult:
+    """Delete rows that finished more than ``older_than`` ago, ``batch_size`` rows at a time."""
+    _check_status(status)
+    if batch_size < 1:
+        raise OpsError("batch size must be at least 1")
+    age = parse_duration(older_than) if isinstance(older_than, str) else older_than
+    cutoff = (now or datetime.now(UTC)) - age
+    if dry_run:
+        rows = await store.count(status=status, until=cutoff)
+    else:
+        rows = await store.prune(older_than=cutoff, status=status, batch_size=batch_size)
+    return PruneResult(cutoff=cutoff, status=status, rows=rows, dry_run=dry_run)

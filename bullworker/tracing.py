@@ -1,0 +1,152 @@
+"""OpenTelemetry tracing: the trace context travels in the job options.
+
+Needs ``opentelemetry-api`` (``pip install 'bullworker[otel]'`` also brings the
+SDK); it is imported only when tracing is used.
+
+- Producer: :func:`inject_trace_context` puts W3C ``traceparent`` (and
+  ``tracestate``) into a job's options when a span is current, the way Node's
+  BullMQ instrumentation does; ``WorkerService`` calls it for every job.
+- Consumer: :class:`TracingHook` starts a CONSUMER span ``<queue> process
+  <JobName>`` whose parent is that context, makes it current while the handler
+  runs, and ends it (status ERROR on failure).
+- Logs: :class:`TraceIdFilter` adds ``trace_id`` and ``span_id`` to records.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError
+from .hooks import JobHook, JobRun, Outcome
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+#: Job options that carry the trace context (W3C Trace Context).
+CONTEXT_KEYS = ("traceparent", "tracestate")
+
+_available: bool | None = None
+
+
+def tracing_available() -> bool:
+    """Whether ``opentelemetry-api`` is importable (checked once)."""
+    global _available
+    if _available is None:
+        try:
+            import opentelemetry.trace  # noqa: F401
+            from opentelemetry.trace.propagation import tracecontext  # noqa: F401
+        except ImportError:
+            _available = False
+        else:
+            _available = True
+    return _available
+
+
+def _propagator() -> Any:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator()
+
+
+def inject_trace_context(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` plus ``traceparent``/``tracestate`` of the current span, if any.
+
+    Returns ``options`` itself when opentelemetry is not installed, no valid span
+    is current, or the options already carry a ``traceparent``.
+    """
+    if not tracing_available() or "traceparent" in options:
+        return options
+    from opentelemetry import trace
+
+    if not trace.get_current_span().get_span_context().is_valid:
+        return options
+    carrier: dict[str, str] = {}
+    _propagator().inject(carrier)
+    return {**options, **{k: v for k, v in carrier.items() if k in CONTEXT_KEYS}}
+
+
+class TracingHook(JobHook):
+    """Runs each job in a CONSUMER span that continues the producer's trace."""
+
+    def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
+        if not tracing_available():
+            raise ConfigError("tracing needs opentelemetry: pip install 'bullworker[otel]'")
+        from opentelemetry import context, trace
+
+        from . import __version__
+
+        self._tracer = trace.get_tracer("bullworker", __version__, tracer_provider=tracer_provider)
+        self._propagator = _propagator()
+        # Looked up once: these run for every job.
+        self._context, self._trace = context, trace
+
+    def job_started(self, run: JobRun) -> None:
+        opts = run.opts
+        carrier = {k: v for k in CONTEXT_KEYS if isinstance(v := opts.get(k), str)}
+        # Never the runner's own ambient context: no traceparent means a new trace.
+        parent = self._propagator.extract(carrier, context=self._context.Context())
+        span = self._tracer.start_span(
+            f"{run.queue} process {run.name}",
+            context=parent,
+            kind=self._trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "bullmq",
+                "messaging.operation": "process",
+                "messaging.destination.name": run.queue,
+                "messaging.message.id": run.id,
+                "bullmq.job.name": run.name,
+                "bullmq.job.attempt": run.attempt,
+                "bullmq.job.attempts": run.attempts,
+            },
+        )
+        run.state["otel.span"] = span
+        run.state["otel.token"] = self._context.attach(self._trace.set_span_in_context(span))
+
+    def job_finished(
+        self,
+        run: JobRun,
+        outcome: Outcome,
+        error: BaseException | None,
+        duration: float,
+        *,
+        will_retry: bool,
+    ) -> None:
+        span = run.state.pop("otel.span", None)
+        token = run.state.pop("otel.token", None)
+        try:
+            if span is not None:
+                if error is not None:
+                    span.record_exception(error)
+                    reason = (
+                        f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+                    )
+                    span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, reason))
+                    span.set_attribute("bullmq.job.will_retry", will_retry)
+                span.end()
+        finally:
+            if token is not None:
+                self._context.detach(token)
+
+
+class TraceIdFilter(logging.Filter):
+    """Adds ``trace_id`` (32 hex digits) and ``span_id`` of the current span to records.
+
+    Both are ``"-"`` outside a span or without opentelemetry. Attach it to a
+    handler and use the fields in its format::
+
+        handler.addFilter(TraceIdFilter())
+        handler.setFormatter(logging.Formatter("%(levelname)s [%(trace_id)s] %(message)s"))
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        trace_id = span_id = "-"
+        if tracing_available():
+            from opentelemetry import trace
+
+            ctx = trace.get_current_span().get_span_context()
+            if ctx.is_valid:
+                trace_id, span_id = f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
+        record.trace_id = trace_id
+        record.span_id = span_id
+        return True

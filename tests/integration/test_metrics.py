@@ -1,0 +1,446 @@
+"""Prometheus metrics, /healthz and /readyz: real runners, real Redis, real HTTP requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bullworker import App, AppConfig, BaseJob, JobRegistry, Runner, create_app, worker_job
+from bullworker.metrics import MetricsService, install_metrics
+from tests.helpers import bull_queue, eventually, wait_finished
+from tests.proxy import TcpProxy
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI_APP = "tests.integration.cli_app:app"
+reg = JobRegistry()
+
+
+class Gate:
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+
+@worker_job(registry=reg)
+class OkJob(BaseJob[dict[str, int], int]):
+    async def handle(self, data: dict[str, int]) -> int:
+        return data["n"]
+
+
+@worker_job(registry=reg)
+class FlakyJob(BaseJob[dict[str, Any], None]):
+    async def handle(self, data: dict[str, Any]) -> None:
+        raise ValueError("nope")
+
+
+@worker_job(registry=reg)
+class HoldJob(BaseJob[dict[str, Any], str]):
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+
+    async def handle(self, data: dict[str, Any]) -> str:
+        self.gate.entered.set()
+        await self.gate.release.wait()
+        return "released"
+
+
+def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, str, str]:
+    """``(status, content type, body)`` of a GET to 127.0.0.1:port (blocking)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
+            return resp.status, resp.headers.get("Content-Type", ""), resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read().decode()
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def scrape(port: int) -> Samples:
+    status, content_type, body = await asyncio.to_thread(http_get, port, "/metrics")
+    assert status == 200 and content_type.startswith("text/plain"), (status, content_type)
+    return parse(body)
+
+
+def value(samples: Samples, metric: str, **labels: str) -> float | None:
+    return samples.get((metric, frozenset(labels.items())))
+
+
+def make_app(prefix: str, tmp_path: Path, **settings: Any) -> App:
+    config = AppConfig(
+        environ={},
+        bull_prefix=prefix,
+        app_env="production",
+        sqlite_path=str(tmp_path / "jobs.sqlite3"),
+        recorder_sweep_interval=0.5,
+        **settings,
+    )
+    return create_app(
+        config=config, enable_worker=True, registry=reg, providers=[Gate], tracing=False
+    )
+
+
+@pytest.fixture
+async def served(prefix: str, tmp_path: Path) -> AsyncIterator[tuple[App, Runner, MetricsService]]:
+    app = make_app(prefix, tmp_path)
+    runner = app.create_runner()
+    service = install_metrics(runner, port=0, host="127.0.0.1", refresh_interval=0.2)
+    await runner.start()
+    yield app, runner, service
+    await runner.stop(grace=1)
+    await app.stop()
+
+
+async def test_job_metrics_recorder_and_queue_depths(
+    served: tuple[App, Runner, MetricsService], prefix: str
+) -> None:
+    app, _, service = served
+    port = service.port
+    ws = app.worker_service
+    gate = app.resolve(Gate)
+    await ws.queue_job(OkJob, {"n": 1})
+    await ws.queue_job(OkJob, {"n": 2}, delay=1500)  # its wait counts from when it was due
+    await ws.queue_job(FlakyJob, {}, attempts=2, backoff=10)
+    await ws.queue_job(HoldJob, {})
+    await asyncio.wait_for(gate.entered.wait(), 10)
+    samples = await scrape(port)
+    assert value(samples, "bullworker_jobs_in_progress", queue="default", name="HoldJob") == 1
+    gate.release.set()
+    later = await ws.queue_job(OkJob, {"n": 3}, delay=60_000)
+
+    def jobs(name: str, outcome: str) -> float | None:
+        return value(samples, "bullworker_jobs_total", queue="default", name=name, outcome=outcome)
+
+    async def all_counted() -> bool:
+        nonlocal samples
+        samples = await scrape(port)
+        return (jobs("OkJob", "completed"), jobs("FlakyJob", "failed"), jobs("HoldJob", "completed")) == (2, 2, 1)  # fmt: skip
+
+    await eventually(all_counted, timeout=15)
+    assert jobs("OkJob", "failed") is None
+    labels = {"queue": "default"}
+    assert value(samples, "bullworker_jobs_in_progress", **labels, name="HoldJob") == 0
+    assert value(samples, "bullworker_job_retries_total", **labels, name="FlakyJob") == 1
+    assert value(samples, "bullworker_job_retries_total", **labels, name="OkJob") is None
+    assert value(samples, "bullworker_job_duration_seconds_count", **labels, name="OkJob") == 2
+    assert value(samples, "bullworker_job_duration_seconds_count", **labels, name="FlakyJob") == 2
+    # Waits: first runs only; the delayed job waited well under a second after it was due.
+    assert value(samples, "bullworker_job_wait_seconds_count", **labels, name="FlakyJob") == 1
+    fast = value(samples, "bullworker_job_wait_seconds_bucket", **labels, name="OkJob", le="1.0")
+    assert fast == 2
+    assert value(samples, "bullworker_event_loop_lag_seconds") is not None
+    assert all(name.startswith("bullworker_") for name, _ in samples)
+
+    # The recorder leader reports rows, lag and depths; the delayed job shows as delayed.
+    def depths() -> dict[str, float]:
+        return {
+            dict(labelset)["state"]: v
+            for (metric, labelset), v in samples.items()
+            if metric == "bullworker_queue_jobs" and ("queue", "default") in labelset
+        }
+
+    settled = {
+        "active": 0, "completed": 0, "delayed": 1, "failed": 0, "prioritized": 0, "waiting": 0,
+        "waiting-children": 0,
+    }  # fmt: skip
+
+    async def recorded() -> bool:
+        nonlocal samples
+        samples = await scrape(port)
+        rows = value(samples, "bullworker_recorder_rows_written_total", **labels)
+        return rows == 4 and depths() == settled
+
+    await eventually(recorded, timeout=15)
+    assert value(samples, "bullworker_recorder_leader", **labels) == 1
+    lag = value(samples, "bullworker_recorder_lag_seconds", **labels)
+    assert lag is not None and 0 <= lag < 5
+    async with bull_queue("default", prefix) as queue:
+        assert await queue.getJobState(later) == "delayed"
+
+
+async def test_only_the_recorder_leader_reports_queue_wide_gauges(
+    served: tuple[App, Runner, MetricsService], prefix: str, tmp_path: Path
+) -> None:
+    app, _, service = served
+    await eventually(lambda: service.reports("default"), timeout=10)
+    other_app = make_app(prefix, tmp_path)
+    other = other_app.create_runner()
+    follower = install_metrics(other, port=0, host="127.0.0.1", refresh_interval=0.2)
+    await other.start()
+    try:
+        await app.worker_service.queue_job(OkJob, {"n": 1}, delay=60_000)
+
+        async def leader_sees_it() -> bool:
+            samples = await scrape(service.port)
+            return value(samples, "bullworker_queue_jobs", queue="default", state="delayed") == 1
+
+        await eventually(leader_sees_it, timeout=10)
+        samples = await scrape(follower.port)
+        assert value(samples, "bullworker_recorder_leader", queue="default") == 0
+        assert not any(name == "bullworker_queue_jobs" for name, _ in samples)
+        assert not any(name == "bullworker_recorder_lag_seconds" for name, _ in samples)
+    finally:
+        await other.stop(grace=1)
+        await other_app.stop()
+
+
+async def test_healthz_and_readyz(served: tuple[App, Runner, MetricsService]) -> None:
+    _, runner, service = served
+    port = service.port
+    await wait_ready(port)
+    assert await asyncio.to_thread(http_get, port, "/healthz") == (
+        200,
+        "text/plain; charset=utf-8",
+        "ok\n",
+    )
+    status, content_type, body = await asyncio.to_thread(http_get, port, "/readyz")
+    assert (status, content_type) == (200, "application/json")
+    assert json.loads(body) == {"status": "ready", "reason": "ready"}
+    assert (await asyncio.to_thread(http_get, port, "/nope"))[0] == 404
+
+    # A blocked event loop: the server thread still answers, with 503.
+    answer: list[tuple[int, str, str]] = []
+
+    def probe() -> None:
+        time.sleep(1.4)  # the loop has been blocked for ~1.4 s by then
+        answer.append(http_get(port, "/readyz"))
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    time.sleep(2.0)  # blocks the event loop on purpose
+    thread.join(5)
+    [(status, _, body)] = answer
+    assert status == 503
+    reason = json.loads(body)["reason"]
+    assert reason.startswith("event loop blocked for "), reason
+    await eventually(lambda: service.monitor.lag < 1.0, timeout=5)
+    assert (await asyncio.to_thread(http_get, port, "/readyz"))[0] == 200
+
+    # A worker that no longer runs.
+    await runner.workers["default"].close()
+    status, _, body = await asyncio.to_thread(http_get, port, "/readyz")
+    assert status == 503
+    assert json.loads(body) == {
+        "status": "not ready",
+        "reason": "worker of queue default is not running",
+    }
+    assert (await asyncio.to_thread(http_get, port, "/healthz"))[0] == 200
+
+
+async def test_readyz_is_503_while_redis_is_unreachable(prefix: str, tmp_path: Path) -> None:
+    proxy = TcpProxy("127.0.0.1", 6379)
+    await proxy.start()
+    app = make_app(prefix, tmp_path, redis_port=proxy.port, redis_timeout=2.0, record_jobs=False)
+    runner = app.create_runner()
+    service = install_metrics(runner, port=0, host="127.0.0.1", refresh_interval=0.2)
+    await runner.start()
+    try:
+        await wait_ready(service.port)  # the workers run once they named their connections
+        await proxy.cut()
+        started = time.monotonic()
+        status, _, body = await asyncio.to_thread(http_get, service.port, "/readyz")
+        assert time.monotonic() - started < 3  # a short PING timeout, not the client's
+        assert status == 503
+        reason = json.loads(body)["reason"]
+        assert reason.startswith(f"Redis at redis://127.0.0.1:{proxy.port}/0 unreachable ("), reason
+        await proxy.restore()
+
+        async def ready() -> bool:
+            return (await asyncio.to_thread(http_get, service.port, "/readyz"))[0] == 200
+
+        await eventually(ready, timeout=15)
+        job_id = await app.worker_service.queue_job(OkJob, {"n": 5})
+        async with bull_queue("default", prefix) as queue:
+            assert (await wait_finished(queue, job_id)).returnvalue == 5
+    finally:
+        await runner.stop(grace=1)
+        await app.stop()
+        await proxy.cut()
+
+
+async def test_stalled_jobs_are_counted(prefix: str, tmp_path: Path) -> None:
+    settings = {"worker_lock_duration": 1000, "worker_stalled_interval": 500, "record_jobs": False}
+    first = make_app(prefix, tmp_path, **settings)
+    runner = first.create_runner()
+    await runner.start()
+    job_id = await first.worker_service.queue_job(HoldJob, {})
+    await asyncio.wait_for(first.resolve(Gate).entered.wait(), 10)
+    await runner.stop(grace=0.2)  # force-closed: the job stays active and stalls
+    second = make_app(prefix, tmp_path, **settings)
+    second.resolve(Gate).release.set()
+    rerun = second.create_runner()
+    service = install_metrics(rerun, port=0, host="127.0.0.1")
+    await rerun.start()
+    try:
+        async with bull_queue("default", prefix) as queue:
+            assert (await wait_finished(queue, job_id)).returnvalue == "released"
+        samples = await scrape(service.port)
+        assert value(samples, "bullworker_jobs_stalled_total", queue="default") == 1
+        done = {"queue": "default", "name": "HoldJob", "outcome": "completed"}
+        assert value(samples, "bullworker_jobs_total", **done) == 1
+    finally:
+        await rerun.stop(grace=1)
+        await second.stop()
+        await first.stop()
+
+
+def free_ports(count: int) -> int:
+    """A port P such that P .. P+count-1 are free right now."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = int(probe.getsockname()[1])
+        if base + count > 65535:
+            continue
+        socks = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("0.0.0.0", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise AssertionError("no free ports")
+
+
+def cli_env(prefix: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BULLWORKER_")}
+    env.update(BULL_PREFIX=prefix, APP_ENV="production", PYTHONUNBUFFERED="1", RECORD_JOBS="false")
+    env.update(extra)
+    return env
+
+
+def start_cli(prefix: str, *args: str, **extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bullworker", "start", "--app", CLI_APP, *args],
+        cwd=ROOT,
+        env=cli_env(prefix, **extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+async def wait_ready(port: int, timeout: float = 20.0) -> None:
+    async def ready() -> bool:
+        try:
+            return (await asyncio.to_thread(http_get, port, "/readyz", 1.0))[0] == 200
+        except OSError:
+            return False
+
+    await eventually(ready, timeout=timeout)
+
+
+async def stop_cli(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert await asyncio.to_thread(proc.wait, 15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.stdout.read() if proc.stdout else ""
+
+
+async def test_cli_metrics_port_serves_metrics_and_probes(prefix: str) -> None:
+    port = free_ports(1)
+    proc = start_cli(prefix, "--metrics-port", str(port), SHUTDOWN_GRACE="2")
+    try:
+        await wait_ready(port)
+        assert (await asyncio.to_thread(http_get, port, "/healthz"))[0] == 200
+        async with bull_queue("default", prefix) as queue:
+            added = await queue.add("CliEmail", {"to": "m@x.y", "subject": "S"})
+            assert (await wait_finished(queue, added.id)).returnvalue == "sent to m@x.y"
+        samples = await scrape(port)
+        done = {"queue": "default", "name": "CliEmail", "outcome": "completed"}
+        assert value(samples, "bullworker_jobs_total", **done) == 1
+    finally:
+        output = await stop_cli(proc)
+    assert f"serving metrics on http://0.0.0.0:{port}/metrics" in output
+
+
+async def test_cli_processes_serve_metrics_on_consecutive_ports(prefix: str) -> None:
+    port = free_ports(2)
+    proc = start_cli(
+        prefix, "--processes", "2", SHUTDOWN_GRACE="2", BULLWORKER_METRICS_PORT=str(port)
+    )
+    try:
+        await wait_ready(port)
+        await wait_ready(port + 1)
+        for each in (port, port + 1):
+            samples = await scrape(each)
+            assert value(samples, "bullworker_event_loop_lag_seconds") is not None
+    finally:
+        await stop_cli(proc)
+
+
+def test_cli_without_prometheus_client_says_what_to_install(prefix: str) -> None:
+    hide = (
+        "import sys; sys.modules['prometheus_client'] = None; "
+        "from bullworker.cli import main; sys.argv[0] = 'bullworker'; main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", hide, "start", "--metrics-port", "9", "--app", CLI_APP],
+        cwd=ROOT,
+        env=cli_env(prefix),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "error: metrics need the prometheus_client package: pip install 'bullworker[metrics]'"
+    ]
+
+
+async def test_cli_metrics_port_in_use_is_one_clear_error(prefix: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "bullworker", "start", "--app", CLI_APP, "--metrics-port", str(port)],
+            cwd=ROOT, env=cli_env(prefix), capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: cannot serve metrics on 0.0.0.0:{port}: Address already in use"]
+
+
+def test_import_bullworker_does_not_load_prometheus_client() -> None:
+    check = "import sys, bullworker, bullworker.cli; print('prometheus_client' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert result.stdout.strip() == "False", result.stderr

@@ -1,0 +1,257 @@
+"""OpenTelemetry tracing across the queue, with the real SDK and an in-memory exporter."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from bullworker import App, AppConfig, BaseJob, JobRegistry, create_app, worker_job
+from bullworker.store import open_store
+from bullworker.tracing import TraceIdFilter, TracingHook
+from tests.helpers import bull_queue, eventually, wait_finished
+
+ROOT = Path(__file__).resolve().parents[2]
+reg = JobRegistry()
+log = logging.getLogger("tests.tracing")
+
+
+def current_ids() -> dict[str, str]:
+    ctx = trace.get_current_span().get_span_context()
+    return {"trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}"}
+
+
+@worker_job(registry=reg)
+class TracedJob(BaseJob[dict[str, Any], dict[str, str]]):
+    async def handle(self, data: dict[str, Any]) -> dict[str, str]:
+        log.info("inside the handler")
+        if data.get("fail"):
+            raise RuntimeError("traced failure")
+        return current_ids()
+
+
+@worker_job(registry=reg)
+class SyncTracedJob(BaseJob[dict[str, Any], dict[str, str]]):
+    def handle(self, data: dict[str, Any]) -> dict[str, str]:
+        return current_ids()  # in the runner's thread pool
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+        self.addFilter(TraceIdFilter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exporter: InMemorySpanExporter) -> TracerProvider:
+    tracer_provider = TracerProvider()  # not the global one: each test has its own
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return tracer_provider
+
+
+@pytest.fixture
+def collected() -> Iterator[Collect]:
+    handler = Collect()
+    loggers = [logging.getLogger("tests.tracing"), logging.getLogger("bullworker.runner")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    log.setLevel(logging.INFO)
+    yield handler
+    for logger in loggers:
+        logger.removeHandler(handler)
+
+
+def make_app(prefix: str, provider: TracerProvider, **settings: Any) -> App:
+    settings.setdefault("record_jobs", False)
+    config = AppConfig(environ={}, bull_prefix=prefix, app_env="production", **settings)
+    return create_app(
+        config=config,
+        enable_worker=True,
+        registry=reg,
+        hooks=[TracingHook(tracer_provider=provider)],
+    )
+
+
+@pytest.fixture
+async def app(prefix: str, provider: TracerProvider) -> AsyncIterator[App]:
+    application = make_app(prefix, provider)
+    runner = application.create_runner()
+    with provider.get_tracer("test").start_as_current_span("boot"):
+        await runner.start()  # an ambient span here must not become the jobs' parent
+    application.runner = runner
+    yield application
+    await application.stop()
+
+
+def consumer_spans(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
+    return [s for s in exporter.get_finished_spans() if s.name == f"default process {name}"]
+
+
+def span_of(exporter: InMemorySpanExporter, name: str, job_id: str) -> ReadableSpan:
+    [span] = [
+        s
+        for s in consumer_spans(exporter, name)
+        if (s.attributes or {}).get("messaging.message.id") == job_id
+    ]
+    return span
+
+
+async def test_a_job_queued_in_a_span_continues_its_trace(
+    app: App, prefix: str, provider: TracerProvider, exporter: InMemorySpanExporter,
+    collected: Collect,
+) -> None:  # fmt: skip
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("request") as parent:
+        ok = await app.worker_service.queue_job(TracedJob, {})
+        bad = await app.worker_service.queue_job(TracedJob, {"fail": True})
+        [sync] = await app.worker_service.queue_jobs(SyncTracedJob, [{}])
+    trace_id = f"{parent.get_span_context().trace_id:032x}"
+    parent_id = f"{parent.get_span_context().span_id:016x}"
+    async with bull_queue("default", prefix) as queue:
+        done = await wait_finished(queue, ok)
+        failed = await wait_finished(queue, bad)
+        synced = await wait_finished(queue, sync)
+    assert done.opts["traceparent"].startswith(f"00-{trace_id}-{parent_id}-")  # then the flags
+    assert done.returnvalue["trace_id"] == trace_id
+    assert synced.returnvalue["trace_id"] == trace_id
+    assert failed.failedReason == "RuntimeError: traced failure"
+
+    span = span_of(exporter, "TracedJob", ok)
+    assert span.kind is SpanKind.CONSUMER
+    assert span.parent is not None and span.parent.span_id == parent.get_span_context().span_id
+    assert f"{span.context.span_id:016x}" == done.returnvalue["span_id"]  # the handler's span
+    assert dict(span.attributes or {}) == {
+        "messaging.system": "bullmq",
+        "messaging.operation": "process",
+        "messaging.destination.name": "default",
+        "messaging.message.id": ok,
+        "bullmq.job.name": "TracedJob",
+        "bullmq.job.attempt": 1,
+        "bullmq.job.attempts": 1,
+    }
+    assert span.status.status_code is StatusCode.UNSET
+    error_span = span_of(exporter, "TracedJob", bad)
+    assert error_span.status.status_code is StatusCode.ERROR
+    assert error_span.status.description == "RuntimeError: traced failure"
+    assert [e.name for e in error_span.events] == ["exception"]
+    assert error_span.context.trace_id == parent.get_span_context().trace_id
+
+    # Logs of the handler and the runner's failure warning carry the trace id.
+    inside = [r for r in collected.records if r.getMessage() == "inside the handler"]
+    assert [getattr(r, "trace_id", None) for r in inside] == [trace_id, trace_id]
+    [warning] = [r for r in collected.records if "traced failure" in r.getMessage()]
+    assert getattr(warning, "trace_id", None) == trace_id
+    assert getattr(warning, "span_id", None) == f"{error_span.context.span_id:016x}"
+
+
+async def test_without_a_span_there_is_no_traceparent_and_a_new_trace(
+    app: App, prefix: str, exporter: InMemorySpanExporter, collected: Collect
+) -> None:
+    job_id = await app.worker_service.queue_job(TracedJob, {})
+    async with bull_queue("default", prefix) as queue:
+        job = await wait_finished(queue, job_id)
+    assert "traceparent" not in job.opts
+    [span] = consumer_spans(exporter, "TracedJob")
+    assert span.parent is None  # not the "boot" span the runner started in
+    assert f"{span.context.trace_id:032x}" == job.returnvalue["trace_id"]
+    log.info("outside any span")
+    assert getattr(collected.records[-1], "trace_id", None) == "-"
+
+
+async def test_tracing_false_never_touches_job_options(
+    prefix: str, provider: TracerProvider
+) -> None:
+    config = AppConfig(environ={}, bull_prefix=prefix, app_env="test")
+    traced, untraced = (
+        create_app(config=config, registry=reg, tracing=True),
+        create_app(config=config, registry=reg, tracing=False),
+    )
+    assert traced.tracing and any(isinstance(h, TracingHook) for h in traced.hooks)
+    assert not untraced.tracing and untraced.hooks == []
+    with provider.get_tracer("test").start_as_current_span("request") as parent:
+        await traced.worker_service.queue_job(TracedJob, {})
+        await untraced.worker_service.queue_job(TracedJob, {}, traceparent=None)
+        own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        await traced.worker_service.queue_job(TracedJob, {}, traceparent=own)
+    [kept] = [q.opts for q in traced.worker_service.queued[:1]]
+    assert kept["traceparent"].split("-")[1] == f"{parent.get_span_context().trace_id:032x}"
+    assert untraced.worker_service.queued[0].opts == {}
+    assert traced.worker_service.queued[1].opts["traceparent"] == own  # the caller's wins
+
+
+async def test_the_jobs_row_has_the_trace_id(
+    prefix: str, provider: TracerProvider, tmp_path: Path
+) -> None:
+    sqlite_path = str(tmp_path / "jobs.sqlite3")
+    app = make_app(prefix, provider, record_jobs=True, sqlite_path=sqlite_path,
+                   recorder_sweep_interval=0.5)  # fmt: skip
+    runner = app.create_runner()
+    await runner.start()
+    store = open_store(None, sqlite_path=sqlite_path)
+    try:
+        with provider.get_tracer("test").start_as_current_span("request") as parent:
+            job_id = await app.worker_service.queue_job(TracedJob, {})
+        trace_id = f"{parent.get_span_context().trace_id:032x}"
+        await store.open()
+
+        async def recorded() -> bool:
+            return bool(await store.get(f"default:{job_id}"))
+
+        await eventually(recorded, timeout=15)
+        [row] = await store.get(f"default:{job_id}")
+        assert row.trace_id == trace_id
+        assert row.result == {"trace_id": trace_id, "span_id": row.result["span_id"]}
+    finally:
+        await store.close()
+        await runner.stop(grace=1)
+        await app.stop()
+
+
+@pytest.mark.node
+async def test_a_node_producers_traceparent_is_the_handlers_parent(
+    app: App, prefix: str, exporter: InMemorySpanExporter
+) -> None:
+    trace_id, span_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    spec = {
+        "name": "TracedJob",
+        "data": {"from": "node"},
+        "opts": {"traceparent": f"00-{trace_id}-{span_id}-01", "tracestate": "vendor=opaque"},
+    }
+    env = {**os.environ, "PREFIX": prefix, "QUEUE": "default"}
+    result = await asyncio.to_thread(
+        subprocess.run,
+        ["node", str(ROOT / "tests" / "node" / "trace_produce.mjs"), json.dumps(spec)],
+        cwd=ROOT / "tests" / "node", env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    added = json.loads(result.stdout.splitlines()[-1])
+    assert added["opts"]["traceparent"] == spec["opts"]["traceparent"]
+    async with bull_queue("default", prefix) as queue:
+        job = await wait_finished(queue, str(added["id"]))
+    assert job.returnvalue["trace_id"] == trace_id
+    [span] = consumer_spans(exporter, "TracedJob")
+    assert span.parent is not None and span.parent.is_remote
+    assert (f"{span.parent.trace_id:032x}", f"{span.parent.span_id:016x}") == (trace_id, span_id)
+    assert span.context.trace_state.get("vendor") == "opaque"
+    assert span.attributes is not None and span.attributes["messaging.message.id"] == added["id"]
