@@ -1,0 +1,1 @@
+"""bullworker's benchmark suite: ``python -m bench`` (see docs/benchmarks.md)."""

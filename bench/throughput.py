@@ -1,0 +1,165 @@
+"""Items 1 and 2: bullworker's Runner against a raw ``bullmq.Worker`` and Node BullMQ.
+
+Every run: a fresh key prefix, ``plan.jobs`` jobs queued with ``addBulk``, then
+one worker process started; the queue is watched from outside (one pipelined
+round trip every 20 ms) and the clock runs from the first job taken until the
+wait and active lists are both empty. The variants run interleaved, repeat
+after repeat, so they share the machine's noise; the figures are medians.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from typing import Any
+
+from bench.common import (
+    DATABASE_URL,
+    ROOT,
+    Plan,
+    Proc,
+    median,
+    own_prefix,
+    own_schema,
+    python,
+    python_env,
+    tree_cpu,
+    watch_drain,
+)
+
+QUEUE = "bench"
+JOB_NAMES = {"noop": "NoopJob", "sleep": "SleepJob"}
+WORKLOADS = ("noop", "sleep")
+#: (label, kind, recording)
+PYTHON_VARIANTS = (
+    ("raw", "raw", False),
+    ("bullworker", "bullworker", False),
+    ("bullworker+rec", "bullworker", True),
+)
+NODE_DIR = ROOT / "tests" / "node"
+
+
+def node_status() -> str | None:
+    """None if the Node worker can run, else why not (installing it if needed)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None:
+        return "node not found"
+    if not (NODE_DIR / "node_modules" / "bullmq").is_dir():
+        if npm is None:
+            return "npm not found to install tests/node"
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=NODE_DIR,
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            return f"npm ci in tests/node failed: {done.stderr.strip()[-300:]}"
+    return None
+
+
+async def one_run(
+    label: str,
+    kind: str,
+    workload: str,
+    plan: Plan,
+    *,
+    record: bool,
+    schema: str | None,
+    processes: int = 1,
+) -> dict[str, Any]:
+    """Drain ``plan.jobs`` jobs with ``processes`` worker processes; their figures."""
+    from bench.common import fill
+
+    async with own_prefix(label.replace("+", "-")) as prefix:
+        await fill(QUEUE, prefix, plan.jobs, JOB_NAMES[workload])
+        conc = str(plan.concurrency)
+        if kind == "node":
+            argv = [shutil.which("node") or "node", "bench/node/worker.mjs", workload, QUEUE, conc]
+        else:
+            argv = [python(), "-m", "bench.worker_proc", kind, workload, QUEUE, conc]
+        extra = {"BULL_QUEUE": QUEUE, "RECORD_JOBS": "true" if record else "false"}
+        if record and schema:
+            extra.update(DATABASE_URL=DATABASE_URL, DATABASE_SCHEMA=schema)
+        env = python_env(prefix, **extra)
+        procs = [await Proc.start(argv, env, f"{label} worker") for _ in range(processes)]
+        try:
+            drain = await watch_drain(
+                QUEUE,
+                prefix,
+                plan.jobs,
+                limit=60 + plan.jobs / 50,
+                alive=lambda: all(p.alive() for p in procs),
+                cpu=lambda: sum(tree_cpu(p.pid) for p in procs),
+            )
+        finally:
+            errors = [(p, (await p.stop())[1]) for p in procs]
+        for proc, err in errors:
+            proc.check(err)
+    return {
+        "jobs": drain.jobs,
+        "seconds": round(drain.seconds, 3),
+        "jobs_per_s": round(drain.rate, 1),
+        "worker_cpu_ms_per_job": round(drain.cpu * 1000 / drain.jobs, 3),
+        "redis_cpu_ms_per_job": round(drain.redis_cpu * 1000 / drain.jobs, 3),
+        "finished_left_in_redis": drain.finished_left,
+    }
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "jobs_per_s": round(median([r["jobs_per_s"] for r in runs]), 1),
+        "worker_cpu_ms_per_job": round(median([r["worker_cpu_ms_per_job"] for r in runs]), 3),
+        "redis_cpu_ms_per_job": round(median([r["redis_cpu_ms_per_job"] for r in runs]), 3),
+        "runs": runs,
+    }
+
+
+def _paired(runs: dict[str, list[dict[str, Any]]], top: str, bottom: str) -> dict[str, Any]:
+    """The median of the per-repeat ratios (each pair ran back to back), and those ratios."""
+    each = [
+        round(a["jobs_per_s"] / b["jobs_per_s"], 3)
+        for a, b in zip(runs[top], runs[bottom], strict=True)
+        if b["jobs_per_s"]
+    ]
+    return {"ratio": round(median(each), 3), "per_repeat": each}
+
+
+async def run(plan: Plan, log: Any) -> dict[str, Any]:
+    node_problem = node_status()
+    if node_problem:
+        log(f"  node: skipped ({node_problem})")
+    result: dict[str, Any] = {
+        "jobs_per_run": plan.jobs,
+        "repeats": plan.repeats,
+        "concurrency": plan.concurrency,
+        "node": node_problem or "ran",
+        "workloads": {},
+    }
+    async with own_schema("tput") as schema:
+        for workload in WORKLOADS:
+            runs: dict[str, list[dict[str, Any]]] = {}
+            variants: list[tuple[str, str, bool]] = list(PYTHON_VARIANTS)
+            if node_problem is None:
+                variants.append(("node", "node", False))
+            for repeat in range(plan.repeats):
+                for label, kind, record in variants:
+                    figures = await one_run(
+                        label, kind, workload, plan, record=record, schema=schema
+                    )
+                    runs.setdefault(label, []).append(figures)
+                    log(
+                        f"  {workload:5} #{repeat + 1} {label:15} {figures['jobs_per_s']:8.0f} jobs/s"
+                        f"  cpu {figures['worker_cpu_ms_per_job']:.3f} ms/job"
+                    )
+            summary: dict[str, Any] = {label: _summary(r) for label, r in runs.items()}
+            ratios = {
+                "bullworker/raw": _paired(runs, "bullworker", "raw"),
+                "bullworker+rec/raw": _paired(runs, "bullworker+rec", "raw"),
+            }
+            if "node" in runs:
+                ratios["bullworker/node"] = _paired(runs, "bullworker", "node")
+                ratios["raw/node"] = _paired(runs, "raw", "node")
+            summary["ratios"] = ratios
+            result["workloads"][workload] = summary
+    return result
