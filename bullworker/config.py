@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .errors import ConfigError
+from .redaction import redact_url as redact
 
 #: A PostgreSQL schema name bullworker accepts (as ``store.schema.SCHEMA_NAME_RE``).
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -284,13 +285,3 @@ class RedisSettings:
 
     def __repr__(self) -> str:
         return f"RedisSettings({self.describe()})"
-
-
-def redact(url: str) -> str:
-    """Hide the password in a URL: ``redis://u:secret@h`` → ``redis://u:***@h``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    creds, at, host = rest.rpartition("@")
-    user, colon, _password = creds.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}{at}{host}"

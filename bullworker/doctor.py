@@ -28,9 +28,9 @@ from .config import AppConfig, RedisSettings
 from .connection import connection_kwargs, redis_client
 from .ops import app_queues, iso, read_leader
 from .recorder import recording_lag
+from .redaction import redact_url, scrub, url_secrets
 from .store import PostgresJobStore, open_store
 from .store import schema as q
-from .store.base import redact_url, scrub, url_secrets
 
 Level = Literal["OK", "WARN", "FAIL"]
 

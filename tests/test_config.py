@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bullworker import AppConfig, ConfigError
-from bullworker.config import redact
 from bullworker.connection import bullmq_connection
+from bullworker.redaction import redact_url
 
 
 def test_defaults_without_environment() -> None:
@@ -111,7 +111,7 @@ def test_repr_and_describe_hide_secrets() -> None:
     for secret in ("hunter2", "s3cret", "topsecret"):
         assert secret not in text
     assert "topsecret" not in config.redis_settings("bull").describe()
-    assert redact("redis://user:pw@host:1/0") == "redis://user:***@host:1/0"
+    assert redact_url("redis://user:pw@host:1/0") == "redis://user:***@host:1/0"
 
 
 def test_connection_kwargs_disable_socket_timeout() -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-from .base import JobRecord, JobStore, Status, StoreError, StoreUnavailable, redact_url
+from ..redaction import redact_url
+from .base import JobRecord, JobStore, Status, StoreError, StoreUnavailable
 from .postgres import PostgresJobStore
 from .sqlite import SqliteJobStore
 

@@ -15,6 +15,7 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from ..redaction import redact_url, scrub, url_secrets
 from . import schema as q
 from .base import (
     JobRecord,
@@ -23,10 +24,7 @@ from .base import (
     StoreUnavailable,
     check_status,
     from_naive_utc,
-    redact_url,
-    scrub,
     to_naive_utc,
-    url_secrets,
 )
 
 Conn = psycopg.AsyncConnection[TupleRow]
