@@ -21,6 +21,7 @@ Two more things bullmq's clients need (see docs/reliability.md):
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -36,7 +37,7 @@ from redis.exceptions import AuthenticationError, BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .config import RedisSettings
+from .config import AppConfig, RedisSettings
 from .errors import ConfigError
 
 _SCHEMES = ("redis", "rediss", "unix")
@@ -236,6 +237,28 @@ def bullmq_connection(
     a producer never writes to a demoted master (its writes would be lost).
     """
     return connection_kwargs(settings, master_check_interval=master_check_interval)
+
+
+def open_queue(config: AppConfig, name: str) -> Any:
+    """A bullmq Queue on the queues' Redis (``BULL_REDIS_*``), built the one way.
+
+    Its client gets bullworker's retry policy, so refused credentials fail at once
+    and an outage is retried every second rather than with backoff up to 20 s.
+    """
+    from bullmq import Queue
+
+    settings = config.redis_settings("bull")
+    queue = Queue(name, {"prefix": config.bull_prefix, "connection": bullmq_connection(settings)})
+    use_retry_policy(queue.client)
+    return queue
+
+
+async def close_queue(queue: Any, seconds: float) -> None:
+    """Close a Queue of :func:`open_queue`, and the Sentinel pool bullmq leaves open."""
+    try:
+        await asyncio.wait_for(queue.close(), seconds)
+    finally:
+        await close_sentinel_pool(queue.client)
 
 
 async def close_sentinel_pool(client: Any) -> None:

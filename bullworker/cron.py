@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import keys
 from .config import AppConfig
-from .connection import bullmq_connection
+from .connection import close_queue, open_queue
 from .errors import ConfigError, JobDefinitionError, PayloadError
 from .jobs import JobDefinition, JobRegistry
 
@@ -207,7 +207,6 @@ class CronService:
         self.config = config
         self.registry = registry
         self.queues = list(queues)
-        self._redis = config.redis_settings("bull")
 
     async def start(self) -> None:
         """Upsert and reconcile; bad config raises, Redis trouble is logged."""
@@ -230,11 +229,7 @@ class CronService:
         return await asyncio.wait_for(awaitable, self.config.redis_timeout)
 
     async def _sync(self, name: str, wanted: list[CronSpec]) -> None:
-        from bullmq import Queue
-
-        queue = Queue(
-            name, {"prefix": self.config.bull_prefix, "connection": bullmq_connection(self._redis)}
-        )
+        queue = open_queue(self.config, name)
         use_repeat_strategy(queue)
         try:
             existing = {r["key"]: r for r in await self._call(queue.getJobSchedulers())}
@@ -246,7 +241,7 @@ class CronService:
                     await self._call(queue.removeJobScheduler(key))
                     log.info("cron: removed scheduler %s from queue %s: %s", key, name, reason)
         finally:
-            await queue.close()
+            await close_queue(queue, self.config.redis_timeout)
 
     async def _install(self, queue: Any, spec: CronSpec, record: dict[str, Any] | None) -> None:
         if matches(record, spec) and await self._alive(queue, spec, record):

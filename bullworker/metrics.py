@@ -27,6 +27,7 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from .connection import close_queue, open_queue
 from .errors import BullworkerError
 from .health import HttpServer, LoopLagMonitor, Readiness, health_app
 from .hooks import JobHook, JobRun, Outcome
@@ -262,20 +263,12 @@ class MetricsService:
         queues, self._queues = list(self._queues.values()), {}
         for queue in queues:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(queue.close(), self.runner.config.redis_timeout)
+                await close_queue(queue, self.runner.config.redis_timeout)
 
     def _queue(self, name: str) -> Any:
         queue = self._queues.get(name)
         if queue is None:
-            from bullmq import Queue
-
-            from .connection import bullmq_connection
-
-            config = self.runner.config
-            redis = config.redis_settings("bull")
-            queue = Queue(
-                name, {"prefix": config.bull_prefix, "connection": bullmq_connection(redis)}
-            )
+            queue = open_queue(self.runner.config, name)
             self._queues[name] = queue
         return queue
 

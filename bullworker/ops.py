@@ -20,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import keys
 from .app import App
 from .config import AppConfig
-from .connection import bullmq_connection, redis_client
+from .connection import close_queue, open_queue, redis_client
 from .durations import parse_duration
 from .errors import BullworkerError, QueueUnavailable
 from .recorder import recording_lag
@@ -130,17 +130,13 @@ async def read_leader(client: aioredis.Redis, prefix: str, queue: str) -> Leader
 
 async def queue_stats(app: App) -> list[QueueStats]:
     """One `QueueStats` per queue of the app (see `app_queues`)."""
-    from bullmq import Queue
-
     config = app.config
     settings = config.redis_settings("bull")
     client = redis_client(settings)
     found: list[QueueStats] = []
     try:
         for name in app_queues(app):
-            queue = Queue(
-                name, {"prefix": config.bull_prefix, "connection": bullmq_connection(settings)}
-            )
+            queue = open_queue(config, name)
             try:
                 counts: dict[str, int] = await _bounded(
                     config,
@@ -150,7 +146,7 @@ async def queue_stats(app: App) -> list[QueueStats]:
                     ),
                 )
             finally:
-                await asyncio.wait_for(queue.close(), config.redis_timeout)
+                await close_queue(queue, config.redis_timeout)
             leader = await _bounded(
                 config, "read the leader", read_leader(client, config.bull_prefix, name)
             )

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .config import AppConfig
-from .connection import bullmq_connection, close_sentinel_pool, use_retry_policy
+from .connection import close_queue, open_queue
 from .errors import PayloadError, QueueUnavailable
 from .jobs import BaseJob, JobDefinition, JobRegistry, check_json
 from .tracing import inject_trace_context
@@ -120,13 +120,7 @@ class WorkerService:
     def _queue(self, name: str) -> Any:
         queue = self._queues.get(name)
         if queue is None:
-            from bullmq import Queue
-
-            queue = Queue(
-                name,
-                {"prefix": self.config.bull_prefix, "connection": bullmq_connection(self._redis)},
-            )
-            use_retry_policy(queue.client)  # e.g. refused credentials fail at once
+            queue = open_queue(self.config, name)
             self._queues[name] = queue
         return queue
 
@@ -291,7 +285,6 @@ class WorkerService:
         queues, self._queues = list(self._queues.values()), {}
         for queue in queues:
             try:
-                await asyncio.wait_for(queue.close(), self.config.redis_timeout)
-                await close_sentinel_pool(queue.client)
+                await close_queue(queue, self.config.redis_timeout)
             except Exception as exc:  # closing must never raise
                 log.debug("closing queue %s: %s", queue.name, exc)

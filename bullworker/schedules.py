@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from redis.exceptions import RedisError
 
-from .connection import bullmq_connection
+from .connection import close_queue, open_queue
 from .cron import CronSpec, cron_specs, get_scheduler, matches, next_fire_times
 
 if TYPE_CHECKING:
@@ -104,15 +104,11 @@ def _in_zone(value: datetime | None, zone: ZoneInfo) -> datetime | None:
 
 async def _installed(app: App, specs: list[CronSpec]) -> dict[str, Any] | None:
     """Scheduler records by id (None for absent ones); None if Redis did not answer."""
-    from bullmq import Queue
-
     config = app.config
     settings = config.redis_settings("bull")
     found: dict[str, Any] = {}
     for name in sorted({s.queue for s in specs}):
-        queue = Queue(
-            name, {"prefix": config.bull_prefix, "connection": bullmq_connection(settings)}
-        )
+        queue = open_queue(config, name)
         try:
             for spec in (s for s in specs if s.queue == name):
                 found[spec.scheduler_id] = await asyncio.wait_for(
@@ -126,7 +122,7 @@ async def _installed(app: App, specs: list[CronSpec]) -> dict[str, Any] | None:
             )
             return None
         finally:
-            await queue.close()
+            await close_queue(queue, config.redis_timeout)
     return found
 
 
