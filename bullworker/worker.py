@@ -7,6 +7,13 @@ again, and only fails for good after ``maxStalledCount`` rounds of the lock
 duration. This subclass fails such a job at once with a clear reason, and the
 other jobs never notice.
 
+A graceful ``close()`` finishes every job the worker has taken. bullmq's own
+close waits only for the tasks running when it is called: a job whose fetch
+was in flight then is moved to active in Redis and either never runs or runs
+with its connection already closed, so it sits active until the stalled
+check (a lock duration later) and may run twice. Node's worker waits for its
+main loop; this subclass does the same.
+
 Its Redis clients use bullworker's retry policy (a try at most every second
 instead of bullmq's backoff up to 20 s), so the worker picks up again within
 about a second of Redis coming back; a Sentinel pool is closed with it.
@@ -14,6 +21,7 @@ about a second of Redis coming back; a Sentinel pool is closed with it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -33,14 +41,41 @@ class BullWorker(Worker):  # type: ignore[misc]
 
     def __init__(self, name: str, processor: Any, opts: dict[str, Any]) -> None:
         super().__init__(name, processor, opts)
+        self._run_task: asyncio.Task[Any] | None = None
         for client in (self.client, self.bclient):
             use_retry_policy(client)
 
+    async def run(self) -> None:
+        self._run_task = asyncio.current_task()
+        await super().run()
+
     async def close(self, force: bool = False) -> None:
         try:
+            if not force and not self.closing:
+                await self._finish_taken_jobs()
             await super().close(force)
         finally:
             await close_sentinel_pool(self.client)
+
+    async def _finish_taken_jobs(self) -> None:
+        """Stop fetching, then wait until every job fetched so far has run to its end."""
+        self.closing = True
+        self.paused = False
+        self.resume_event.set()
+        if self.waiting:
+            self.waiting.cancel()
+        if self._run_task is not None:
+            await asyncio.wait([self._run_task])
+        # The main loop has ended. What it left in ``processing`` it has not
+        # looked at: running jobs, and fetches that returned or may yet return a job.
+        tasks: set[asyncio.Future[Any]] = set(self.processing)  # type: ignore[has-type]
+        while tasks:
+            done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                job = None if task.cancelled() or task.exception() else task.result()
+                if isinstance(job, Job):
+                    tasks.add(asyncio.ensure_future(self.processJob(job, job.token)))
+            self.processing = tasks  # so that a forced close cancels these too
 
     async def nextJobFromJobData(
         self,

@@ -318,7 +318,7 @@ async def test_three_runner_processes_fire_each_tick_exactly_once(
         jobs = await finished_runs(queue, "CronTick")
     runs = [json.loads(r) for r in await redis_client.lrange(cron_app.runs_key(prefix), 0, -1)]
     ticks = [tick_of(j.id) for j in jobs]
-    assert len(runs) == len(ticks) == len(set(ticks)), "a tick ran more than once"
+    assert len(runs) == len(ticks) == len(set(ticks)), ("a tick ran more than once", runs, ticks)
     # Every whole second while all three ran fired; allow one missed at the edges.
     expected = set(range(int(window_start) + 1, int(window_end)))
     fired = {t // 1000 for t in ticks}
