@@ -204,10 +204,14 @@ def retry(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List what would be retried; queue nothing.")
     ] = False,
+    again: Annotated[
+        bool, typer.Option("--again", help="Queue a further retry of jobs retried before.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Queue failed jobs again (same name, data and queue); prints the new job ids."""
-    from .ops import app_store, retry_jobs, select_failed
+    """Queue failed jobs again (same name, data and queue) once; prints the new job ids."""
+    from .ops import app_store
+    from .retry import retry_jobs, select_failed
 
     if job_id is not None and (queue or name or since):
         fail("--id cannot be combined with --queue, --name or --since", 2)
@@ -219,7 +223,7 @@ def retry(
             records = await select_failed(
                 store, job_id=job_id, queue=queue, name=name, since=when, limit=limit
             )
-        return await retry_jobs(application, records, dry_run=dry_run)
+            return await retry_jobs(application, store, records, dry_run=dry_run, again=again)
 
     done = _run(work())
     if as_json:
@@ -229,13 +233,20 @@ def retry(
     else:
         headers = ("ID", "NAME", "FAILED", "REASON", "WOULD RETRY" if dry_run else "NEW ID")
         rows = [
-            (d["id"], d["name"], d["failed"], d["reason"],
-             "yes" if dry_run else d["newId"] or f"error: {d['error']}")
+            (d["id"], d["name"], d["failed"], d["reason"], _retry_outcome(d, dry_run))
             for d in (r.to_dict() for r in done)
-        ]  # fmt: skip
+        ]
         typer.echo(format_table(headers, rows))
     if any(r.error for r in done):
         raise typer.Exit(1)
+
+
+def _retry_outcome(entry: dict[str, Any], dry_run: bool) -> str:
+    if entry["retriedAs"]:
+        return f"retried before as {entry['retriedAs']}"
+    if entry["error"]:
+        return f"error: {entry['error']}"
+    return "yes" if dry_run else str(entry["newId"])
 
 
 @cli.command()

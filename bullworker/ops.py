@@ -1,13 +1,13 @@
-"""Operations on a running system: queue stats, the ``_jobs`` history, retries, retention.
+"""Operations on a running system: queue stats, the ``_jobs`` history, retention.
 
 Every function returns plain dataclasses (or `JobRecord` rows) with a ``to_dict()``
-for JSON; ``bullworker stats|jobs|retry|prune`` print them.
+for JSON; ``bullworker stats|jobs|prune`` print them (``retry`` lives in `retry`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -282,80 +282,6 @@ def job_detail(record: JobRecord) -> dict[str, Any]:
     detail["traceId"] = record.trace_id
     detail["retryOf"] = record.retry_of
     return detail
-
-
-# --------------------------------------------------------------------------- retry
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    """One failed job to queue again; ``new_id`` once queued, ``error`` if it could not be."""
-
-    original: JobRecord
-    new_id: str | None = None
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.original.id,
-            "queue": self.original.queue,
-            "name": self.original.name,
-            "failed": iso(self.original.completed_at),
-            "reason": failure_reason(self.original),
-            "newId": self.new_id,
-            "error": self.error,
-        }
-
-
-async def select_failed(
-    store: JobStore,
-    *,
-    job_id: str | None = None,
-    queue: str | None = None,
-    name: str | None = None,
-    since: datetime | None = None,
-    limit: int = 100,
-) -> list[JobRecord]:
-    """The failed rows to retry: the newest failed row of ``job_id``, or those matching."""
-    if job_id is not None:
-        rows = await job_history(store, job_id)
-        failed = [row for row in rows if row.status == "failed"]
-        if not failed:
-            raise OpsError(f"{job_id} did not fail (it completed); only failed jobs are retried")
-        return failed[:1]
-    if queue is None and name is None and since is None:
-        raise OpsError("choose the failed jobs: --id, or at least one of --queue, --name, --since")
-    return await list_jobs(store, queue=queue, name=name, status="failed", since=since, limit=limit)
-
-
-async def retry_jobs(
-    app: App, records: Sequence[JobRecord], *, dry_run: bool = False
-) -> list[Retry]:
-    """Queue each failed job again, same name, data and queue, with ``retryOf`` = its id.
-
-    A name the app does not register is queued as is (for a consumer elsewhere).
-    Jobs that cannot be queued (e.g. data the job no longer accepts) are reported
-    with their error; an unreachable Redis raises QueueUnavailable.
-    """
-    if dry_run:
-        return [Retry(record) for record in records]
-    done: list[Retry] = []
-    service = app.worker_service
-    try:
-        for record in records:
-            try:
-                new_id = await service.queue_job_by_name(
-                    record.name, record.data, queue=record.queue, force=True, retryOf=record.id
-                )
-            except QueueUnavailable:
-                raise
-            except BullworkerError as exc:
-                done.append(Retry(record, error=str(exc)))
-            else:
-                done.append(Retry(record, new_id=new_id))
-    finally:
-        await service.close()
-    return done
 
 
 # --------------------------------------------------------------------------- prune

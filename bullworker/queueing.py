@@ -262,6 +262,13 @@ class WorkerService:
         log.debug("queued %s id=%s queue=%s", name, job.id, queue)
         return str(job.id)
 
+    async def job_state(self, queue: str, job_id: str) -> str | None:
+        """The state of a job in Redis (``waiting``, ``active``, ``completed``...), None if absent."""
+        if self.config.is_test:
+            return None
+        state = await self._call(f"look up job {job_id}", self._queue(queue).getJobState(job_id))
+        return None if state == "unknown" else str(state)
+
     def _check_size(self, name: str, payload: Any) -> None:
         limit = self.config.max_payload_bytes
         if limit:

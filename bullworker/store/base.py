@@ -126,6 +126,10 @@ class JobStore(abc.ABC):
         """All rows of ``<queue>:<jobId>``, newest ``createdAt`` first."""
 
     @abc.abstractmethod
+    async def retries_of(self, job_id: str) -> list[JobRecord]:
+        """Rows whose ``retryOf`` is ``<queue>:<jobId>``, newest ``createdAt`` first."""
+
+    @abc.abstractmethod
     async def count(
         self,
         *,

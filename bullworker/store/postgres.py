@@ -107,6 +107,7 @@ class PostgresJobStore(JobStore):
         self._open_lock = asyncio.Lock()
         self._insert = q.pg_statement(q.PG_INSERT, self._table)
         self._get = q.pg_statement(q.PG_GET, self._table)
+        self._retries = q.pg_statement(q.PG_RETRIES, self._table)
         self._last = q.pg_statement(q.PG_LAST_COMPLETED, self._table)
 
     def __repr__(self) -> str:
@@ -251,6 +252,11 @@ class PostgresJobStore(JobStore):
     async def get(self, job_id: str) -> list[JobRecord]:
         async with self._connection() as conn:
             cur = await conn.execute(self._get, (job_id,))
+            return [_record(row) for row in await cur.fetchall()]
+
+    async def retries_of(self, job_id: str) -> list[JobRecord]:
+        async with self._connection() as conn:
+            cur = await conn.execute(self._retries, (job_id,))
             return [_record(row) for row in await cur.fetchall()]
 
     async def count(

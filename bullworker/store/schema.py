@@ -27,6 +27,7 @@ INDEXES: tuple[tuple[str, str], ...] = (
     ("_jobs_queue_completedAt_idx", '"queue", "completedAt"'),
     ("_jobs_status_completedAt_idx", '"status", "completedAt"'),
     ("_jobs_name_completedAt_idx", '"name", "completedAt"'),
+    ("_jobs_retryOf_idx", '"retryOf"'),
 )
 
 #: Columns written by an insert, in parameter order.
@@ -123,6 +124,11 @@ PG_RECENT = (
 PG_COUNT = "SELECT count(*) FROM {table} {where}"
 PG_GET = (
     "SELECT " + SELECT_COLUMNS + ' FROM {table} WHERE "id" = %s '
+    'ORDER BY "createdAt" DESC, "attempt" DESC'
+)
+#: Rows of the retries of one failed job (``bullworker retry``), newest first.
+PG_RETRIES = (
+    "SELECT " + SELECT_COLUMNS + ' FROM {table} WHERE "retryOf" = %s '
     'ORDER BY "createdAt" DESC, "attempt" DESC'
 )
 PG_LAST_COMPLETED = 'SELECT max("completedAt") FROM {table} WHERE "queue" = %s AND "name" = %s'
@@ -222,6 +228,10 @@ SQLITE_RECENT = (
 SQLITE_COUNT = 'SELECT count(*) FROM "_jobs" {where}'
 SQLITE_GET = (
     "SELECT " + SELECT_COLUMNS + ' FROM "_jobs" WHERE "id" = ? '
+    'ORDER BY "createdAt" DESC, "attempt" DESC'
+)
+SQLITE_RETRIES = (
+    "SELECT " + SELECT_COLUMNS + ' FROM "_jobs" WHERE "retryOf" = ? '
     'ORDER BY "createdAt" DESC, "attempt" DESC'
 )
 SQLITE_LAST_COMPLETED = 'SELECT max("completedAt") FROM "_jobs" WHERE "queue" = ? AND "name" = ?'

@@ -227,6 +227,10 @@ class SqliteJobStore(JobStore):
         rows = await self._run(lambda conn: conn.execute(q.SQLITE_GET, (job_id,)).fetchall())
         return [_record(row) for row in rows]
 
+    async def retries_of(self, job_id: str) -> list[JobRecord]:
+        rows = await self._run(lambda conn: conn.execute(q.SQLITE_RETRIES, (job_id,)).fetchall())
+        return [_record(row) for row in rows]
+
     async def count(
         self,
         *,

@@ -249,16 +249,30 @@ async def test_what_failed_in_the_last_hour_and_retry_it(
         result = await bullworker(env, "retry", "--id", old_id, "--app", APP)
         assert result.returncode == 0, result.stderr
         new_id = result.stdout.splitlines()[-1].split()[-1]
-        assert new_id not in (bad, done)
+        assert new_id.startswith("retry-") and new_id not in (bad, done)
 
         async def retried() -> bool:
             return bool(await store.get(f"ops:{new_id}"))
 
         await eventually(retried, timeout=20)
+        # Once is enough: the retry is recorded (and gone from Redis); nothing is queued again.
+        twice = await ok_json(env, "retry", "--id", old_id)
+        assert [(t["newId"], t["retriedAs"]) for t in twice] == [(None, new_id)]
+        shown = await bullworker(env, "retry", "--id", old_id, "--dry-run", "--app", APP)
+        assert shown.stdout.splitlines()[-1].endswith(f"retried before as {new_id}")
+        # --again queues one more, with an id of its own.
+        [further] = await ok_json(env, "retry", "--id", old_id, "--again")
+        assert further["newId"] not in (None, new_id) and further["retriedAs"] is None
+
+        async def retried_again() -> bool:
+            return bool(await store.get(f"ops:{further['newId']}"))
+
+        await eventually(retried_again, timeout=20)
     [again] = await store.get(f"ops:{new_id}")
     assert (again.name, again.status, again.result) == ("OpsFlaky", "completed", "fixed")
     assert again.data == {"flag": str(flag)}
     assert again.retry_of == old_id
+    assert [r.queue_id for r in await store.retries_of(old_id)] == [further["newId"], new_id]
     [detail] = await ok_json(env, "jobs", "show", f"ops:{new_id}")
     assert detail["retryOf"] == old_id
     shown = await bullworker(env, "jobs", "show", f"ops:{new_id}", "--app", APP)
@@ -300,6 +314,25 @@ async def test_retry_by_filters_and_dry_run(
             assert job.name == "NodeOnlyJob"
             assert job.data == {"n": item["id"].split(":")[1]}
             assert job.opts["retryOf"] == item["id"]
+
+    # Retried already and still in Redis: the same ids, nothing queued twice.
+    repeated = await ok_json(env, "retry", "--queue", "ops-node", "--name", "NodeOnlyJob", "--since", "1d")  # fmt: skip
+    assert {(r["id"], r["retriedAs"]) for r in repeated} == {(d["id"], d["newId"]) for d in done}
+    assert all(r["newId"] is None for r in repeated)
+    async with bull_queue("ops-node", prefix) as queue:
+        assert (await queue.getJobCounts("waiting"))["waiting"] == 2
+
+    # Retried already and recorded (gone from Redis): found through "retryOf".
+    n3 = (await store.get("ops-node:n3"))[0]
+    await store.insert_records(
+        [
+            row("older", age=timedelta(hours=1), queue="ops-node", retry_of="ops-node:n3"),
+            row("r3", age=timedelta(minutes=1), queue="ops-node", retry_of="ops-node:n3"),
+        ]
+    )
+    [found] = await ok_json(env, "retry", "--id", "ops-node:n3")
+    assert (found["newId"], found["retriedAs"]) == (None, "r3")
+    assert n3.completed_at < (await store.get("ops-node:r3"))[0].created_at
 
     nothing = await bullworker(env, "retry", "--app", APP)
     assert nothing.returncode == 1
@@ -536,8 +569,9 @@ async def test_an_existing_jobs_table_gets_the_retry_of_column(
     table = sql.Identifier(pg_schema, q.TABLE)
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL(old_pg).format(table=table))
-        for statement in q.pg_ddl(table)[2:]:  # the indexes: only the column is missing
-            conn.execute(statement)
+        for statement in q.pg_ddl(table)[2:]:  # the indexes of the time, not the column's
+            if "retryOf" not in statement.as_string(conn):
+                conn.execute(statement)
     path = tmp_path / "old.sqlite3"
     conn = sqlite3.connect(path)
     conn.execute(old_sqlite)
