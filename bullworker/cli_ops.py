@@ -141,16 +141,16 @@ def jobs_show(
     app: AppOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Every recorded run of one job id: data, result or error, timings."""
-    from .ops import app_store, job_detail, job_history
+    """One job id: the job in Redis if it is there, then every recorded run."""
+    from .ops import app_store, show_job
 
     application = _load(app)
 
-    async def work() -> list[Any]:
+    async def work() -> list[dict[str, Any]]:
         async with app_store(application.config) as store:
-            return await job_history(store, job_id)
+            return await show_job(application.config, store, job_id)
 
-    details = [job_detail(r) for r in _run(work())]
+    details = _run(work())
     if as_json:
         _echo_json(details)
         return
@@ -166,6 +166,7 @@ def _print_detail(detail: dict[str, Any]) -> None:
         ("id", detail["id"]),
         ("name", detail["name"]),
         ("status", detail["status"]),
+        ("source", "redis (not recorded yet)" if detail["source"] == "redis" else "_jobs"),
         ("attempt", detail["attempt"]),
         ("created", timings["created"]),
         ("scheduled", timings["scheduled"]),
@@ -178,8 +179,9 @@ def _print_detail(detail: dict[str, Any]) -> None:
         ("data", json.dumps(detail["data"], ensure_ascii=False)),
     ]
     if "error" in detail:
-        lines.append(("error", detail["error"]["reason"]))
-    else:
+        finished = detail["status"] in ("completed", "failed")
+        lines.append(("error" if finished else "last error", detail["error"]["reason"]))
+    elif "result" in detail:
         lines.append(("result", json.dumps(detail["result"], ensure_ascii=False)))
     width = max(len(label) for label, _ in lines)
     for label, value in lines:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -279,6 +280,62 @@ async def test_what_failed_in_the_last_hour_and_retry_it(
     assert f"retry of   {old_id}" in shown.stdout
 
 
+async def test_jobs_show_finds_jobs_not_recorded_yet(
+    prefix: str, pg_dsn: str, pg_schema: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    producer = make_app(prefix, pg_dsn, pg_schema)
+    service = producer.worker_service
+    later = await service.queue_job(ops_app.OpsEcho, {"n": "later"}, delay=600_000)
+    done = await service.queue_job(ops_app.OpsEcho, {"n": "done"})
+    flag = str(tmp_path / "missing")
+    flaky = await service.queue_job(
+        ops_app.OpsFlaky, {"flag": flag}, attempts=2, backoff={"type": "fixed", "delay": 600_000}
+    )
+    await service.close()
+
+    [waiting] = await ok_json(env, "jobs", "show", f"ops:{later}")
+    assert (waiting["status"], waiting["source"]) == ("delayed", "redis")
+    assert waiting["data"] == {"n": "later"} and "result" not in waiting
+    timings = waiting["timings"]
+    assert (timings["started"], timings["finished"], timings["recorded"]) == (None, None, None)
+    created = datetime.fromisoformat(timings["created"])
+    assert datetime.fromisoformat(timings["scheduled"]) - created == timedelta(minutes=10)
+
+    # Run without recording: finished jobs stay in Redis, the flaky one waits for attempt 2.
+    async with running(make_app(prefix, pg_dsn, pg_schema, record_jobs=False)), bull_queue("ops", prefix) as queue:  # fmt: skip
+        await wait_finished(queue, done)
+
+        async def first_attempt_failed() -> bool:
+            return await queue.getJobState(flaky) == "delayed"
+
+        await eventually(first_attempt_failed)
+    [finished] = await ok_json(env, "jobs", "show", f"ops:{done}")
+    assert (finished["status"], finished["source"]) == ("completed", "redis")
+    assert finished["result"] == {"echo": {"n": "done"}}
+    assert finished["timings"]["finished"] is not None
+    shown = await bullworker(env, "jobs", "show", f"ops:{flaky}", "--app", APP)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.split("stack:")[0].splitlines()
+    fields = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in lines)
+    assert fields["status"] == "delayed"
+    assert fields["source"] == "redis (not recorded yet)"
+    assert fields["attempt"] == "1"
+    assert fields["last error"] == "RuntimeError: flag missing is missing"
+    assert "result" not in fields
+
+    # Once recorded, the row is what `jobs show` finds.
+    store = open_store(pg_dsn, pg_schema=pg_schema)
+    async with running(make_app(prefix, pg_dsn, pg_schema)), store:
+
+        async def recorded() -> bool:
+            return bool(await store.get(f"ops:{done}"))
+
+        await eventually(recorded, timeout=20)
+    [row_detail] = await ok_json(env, "jobs", "show", f"ops:{done}")
+    assert (row_detail["status"], row_detail["source"]) == ("completed", "_jobs")
+    assert row_detail["timings"]["recorded"] is not None
+
+
 async def test_retry_by_filters_and_dry_run(
     prefix: str, env: dict[str, str], store: JobStore
 ) -> None:
@@ -358,7 +415,7 @@ async def test_jobs_command_shape_and_errors(env: dict[str, str]) -> None:
     assert empty.stdout == "" and "no recorded jobs match" in empty.stderr
     for args, message in [
         (["jobs", "show", "nocolon"], "must be <queue>:<jobId>"),
-        (["jobs", "show", "ops:404"], "no _jobs row for ops:404"),
+        (["jobs", "show", "ops:404"], "no job ops:404 in Redis or in _jobs"),
         (["jobs", "--since", "yesterday"], "--since: invalid time 'yesterday'"),
         (["prune", "--older-than", "3x"], "--older-than: invalid duration '3x'"),
     ]:
