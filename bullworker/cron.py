@@ -23,7 +23,7 @@ import logging
 import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -78,6 +78,10 @@ def validate_pattern(pattern: str, *, owner: str, tz: str | None = None) -> None
         raise JobDefinitionError(f"{owner}.CRON_SCHEDULE {pattern!r} is invalid: {exc}") from None
 
 
+#: A zero UTC offset, for comparing offsets that zoneinfo may give as None.
+ZERO = timedelta(0)
+
+
 def next_fire_times(
     pattern: str, tz: ZoneInfo | str, count: int = 3, *, after: datetime | None = None
 ) -> list[datetime]:
@@ -85,24 +89,38 @@ def next_fire_times(
 
     croniter 2.0.7 (pinned by bullmq) fires twice or an hour off on DST days
     when given aware datetimes, so wall-clock times are iterated instead and
-    resolved as Node's cron-parser does: a time skipped by DST runs an hour
-    later, a repeated one runs once. (Unlike Node, an hourly pattern also runs
-    the repeated hour once.)
+    resolved as Node's cron-parser 5 does: a time skipped by DST runs when the
+    clock lands after the gap; a repeated time runs once, at its first
+    occurrence, unless the pattern runs every hour, which then runs in both.
     """
     from croniter import croniter
 
     zone = ZoneInfo(tz) if isinstance(tz, str) else tz
     start = datetime.now(zone) if after is None else after.astimezone(zone)
     it = croniter(pattern, start.replace(tzinfo=None), second_at_beginning=True)
+    every_hour = it.expanded[1] == ["*"]
     found: list[datetime] = []
+    pending: list[datetime] = []  # candidates, in time order, not yet known to be next
     last = start.timestamp()
     for _ in range(count * 10 + 100):  # skipped DST times only drop a few
-        when = it.get_next(datetime).replace(tzinfo=zone, fold=0)
-        if when.timestamp() > last:
-            found.append(when)
-            last = when.timestamp()
-            if len(found) == count:
-                break
+        wall = it.get_next(datetime)
+        first = wall.replace(tzinfo=zone, fold=0)
+        repeat = wall.replace(tzinfo=zone, fold=1)
+        pending.append(first)
+        # A repeated wall time has the earlier offset first (fold=0); in a DST gap it is
+        # the other way round, and the gap is handled by fold=0 alone.
+        if every_hour and (first.utcoffset() or ZERO) > (repeat.utcoffset() or ZERO):
+            pending.append(repeat)
+        pending.sort(key=datetime.timestamp)
+        # Outside DST gaps (where ``pending`` holds ``first`` alone) every later wall
+        # time resolves to at least ``first``, so what precedes it is final.
+        while pending and pending[0].timestamp() <= first.timestamp():
+            when = pending.pop(0)
+            if when.timestamp() > last:
+                found.append(when)
+                last = when.timestamp()
+                if len(found) == count:
+                    return found
     return found
 
 

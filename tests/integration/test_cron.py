@@ -354,6 +354,47 @@ async def run_node(script: str, prefix: str, queue: str, spec: dict[str, Any]) -
     return json.loads(out.decode().strip().splitlines()[-1])
 
 
+DST_PATTERNS = [
+    "0 0 * * * *", "0 30 * * * *", "0 */20 * * * *", "0 */7 * * * *", "0 0 */2 * * *",
+    "0 0 1-3 * * *", "0 15 2 * * *", "0 30 2 * * *", "0 0 3 * * *", "0 45 1 * * *",
+    "0 0 0-23 * * *", "30 59 * * * *", "0 0 0 * * *", "0 30 2 * * 0", "0 0 2,3 * * *",
+    "*/15 * 2 * * *",
+]  # fmt: skip
+#: A moment a few hours before each DST change of 2026 (spring, then autumn).
+DST_EVES = {
+    "Europe/Stockholm": ["2026-03-28T22:00:00Z", "2026-10-24T22:00:00Z"],
+    "America/New_York": ["2026-03-08T03:00:00Z", "2026-11-01T02:00:00Z"],
+    "Australia/Sydney": ["2026-10-03T12:00:00Z", "2026-04-04T12:00:00Z"],
+}
+
+
+def test_fire_times_match_node_cron_parser_around_dst() -> None:
+    # Skipped and repeated hours, hourly and sub-hourly patterns, both hemispheres:
+    # 12 fire times per case from bullworker and from Node's cron-parser must be equal.
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not on PATH: the cron interop tests need Node.js 20+")
+    cases = [
+        {"pattern": pattern, "tz": tz, "after": after, "count": 12}
+        for pattern in DST_PATTERNS
+        for tz, eves in DST_EVES.items()
+        for after in eves
+    ]
+    out = subprocess.run(
+        [node, "cron_times.mjs", json.dumps(cases)],
+        cwd=NODE_DIR, capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    expected = json.loads(out)
+    differ = []
+    for case, node_times in zip(cases, expected, strict=True):
+        after = datetime.fromisoformat(case["after"])
+        runs = next_fire_times(case["pattern"], case["tz"], case["count"], after=after)
+        ours = [t.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z" for t in runs]
+        if ours != node_times:
+            differ.append((case, ours, node_times))
+    assert len(cases) == 96 and differ == []
+
+
 py_side = JobRegistry()
 
 
