@@ -1,32 +1,23 @@
-"""Prometheus metrics, /healthz and /readyz: real runners, real Redis, real HTTP requests."""
+"""Prometheus metrics, /healthz and /readyz of a runner in process, real HTTP requests."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from bullworker import App, AppConfig, BaseJob, JobRegistry, Runner, create_app, worker_job
 from bullworker.metrics import MetricsService, install_metrics
 from tests.helpers import bull_queue, eventually, wait_finished
+from tests.integration.metrics_support import http_get, scrape, value, wait_ready
 from tests.proxy import TcpProxy
 
-ROOT = Path(__file__).resolve().parents[2]
-CLI_APP = "tests.integration.cli_app:app"
 reg = JobRegistry()
 
 
@@ -57,36 +48,6 @@ class HoldJob(BaseJob[dict[str, Any], str]):
         self.gate.entered.set()
         await self.gate.release.wait()
         return "released"
-
-
-def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, str, str]:
-    """``(status, content type, body)`` of a GET to 127.0.0.1:port (blocking)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
-            return resp.status, resp.headers.get("Content-Type", ""), resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers.get("Content-Type", ""), exc.read().decode()
-
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def parse(text: str) -> Samples:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-async def scrape(port: int) -> Samples:
-    status, content_type, body = await asyncio.to_thread(http_get, port, "/metrics")
-    assert status == 200 and content_type.startswith("text/plain"), (status, content_type)
-    return parse(body)
-
-
-def value(samples: Samples, metric: str, **labels: str) -> float | None:
-    return samples.get((metric, frozenset(labels.items())))
 
 
 def make_app(prefix: str, tmp_path: Path, **settings: Any) -> App:
@@ -305,142 +266,3 @@ async def test_stalled_jobs_are_counted(prefix: str, tmp_path: Path) -> None:
         await rerun.stop(grace=1)
         await second.stop()
         await first.stop()
-
-
-def free_ports(count: int) -> int:
-    """A port P such that P .. P+count-1 are free right now."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + count > 65535:
-            continue
-        socks = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("0.0.0.0", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise AssertionError("no free ports")
-
-
-def cli_env(prefix: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BULLWORKER_")}
-    env.update(BULL_PREFIX=prefix, APP_ENV="production", PYTHONUNBUFFERED="1", RECORD_JOBS="false")
-    env.update(extra)
-    return env
-
-
-def start_cli(prefix: str, *args: str, **extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bullworker", "start", "--app", CLI_APP, *args],
-        cwd=ROOT,
-        env=cli_env(prefix, **extra),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-async def wait_ready(port: int, timeout: float = 20.0) -> None:
-    async def ready() -> bool:
-        try:
-            return (await asyncio.to_thread(http_get, port, "/readyz", 1.0))[0] == 200
-        except OSError:
-            return False
-
-    await eventually(ready, timeout=timeout)
-
-
-async def stop_cli(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        assert await asyncio.to_thread(proc.wait, 15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return proc.stdout.read() if proc.stdout else ""
-
-
-async def test_cli_metrics_port_serves_metrics_and_probes(prefix: str) -> None:
-    port = free_ports(1)
-    proc = start_cli(prefix, "--metrics-port", str(port), SHUTDOWN_GRACE="2")
-    try:
-        await wait_ready(port)
-        assert (await asyncio.to_thread(http_get, port, "/healthz"))[0] == 200
-        async with bull_queue("default", prefix) as queue:
-            added = await queue.add("CliEmail", {"to": "m@x.y", "subject": "S"})
-            assert (await wait_finished(queue, added.id)).returnvalue == "sent to m@x.y"
-        samples = await scrape(port)
-        done = {"queue": "default", "name": "CliEmail", "outcome": "completed"}
-        assert value(samples, "bullworker_jobs_total", **done) == 1
-    finally:
-        output = await stop_cli(proc)
-    assert f"serving metrics on http://0.0.0.0:{port}/metrics" in output
-
-
-async def test_cli_processes_serve_metrics_on_consecutive_ports(prefix: str) -> None:
-    port = free_ports(2)
-    proc = start_cli(
-        prefix, "--processes", "2", SHUTDOWN_GRACE="2", BULLWORKER_METRICS_PORT=str(port)
-    )
-    try:
-        await wait_ready(port)
-        await wait_ready(port + 1)
-        for each in (port, port + 1):
-            samples = await scrape(each)
-            assert value(samples, "bullworker_event_loop_lag_seconds") is not None
-    finally:
-        await stop_cli(proc)
-
-
-def test_cli_without_prometheus_client_says_what_to_install(prefix: str) -> None:
-    hide = (
-        "import sys; sys.modules['prometheus_client'] = None; "
-        "from bullworker.cli import main; sys.argv[0] = 'bullworker'; main()"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", hide, "start", "--metrics-port", "9", "--app", CLI_APP],
-        cwd=ROOT,
-        env=cli_env(prefix),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines == [
-        "error: metrics need the prometheus_client package: pip install 'bullworker[metrics]'"
-    ]
-
-
-async def test_cli_metrics_port_in_use_is_one_clear_error(prefix: str) -> None:
-    with socket.socket() as taken:
-        taken.bind(("0.0.0.0", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "bullworker", "start", "--app", CLI_APP, "--metrics-port", str(port)],
-            cwd=ROOT, env=cli_env(prefix), capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert errors == [f"error: cannot serve metrics on 0.0.0.0:{port}: Address already in use"]
-
-
-def test_import_bullworker_does_not_load_prometheus_client() -> None:
-    check = "import sys, bullworker, bullworker.cli; print('prometheus_client' in sys.modules)"
-    result = subprocess.run(
-        [sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=30
-    )
-    assert result.stdout.strip() == "False", result.stderr

@@ -1,0 +1,112 @@
+"""``bullworker doctor``: the local setup, unreachable Redis or database, an evicting Redis."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.ops_support import APP, bullworker, ok_json
+
+# --------------------------------------------------------------------------- doctor
+
+
+async def test_doctor_is_happy_with_the_local_setup(env: dict[str, str]) -> None:
+    result = await bullworker(env, "doctor", "--app", APP)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    for check in ("connection", "redis ", "redis version", "maxmemory-policy", "database"):
+        assert any(ln.startswith(f"OK    {check}") for ln in lines), (check, result.stdout)
+    assert not any(ln.startswith("FAIL") for ln in lines)
+    assert "socket_timeout=None" in result.stdout
+    assert "OpsNightly: queue ops, cron '0 3 * * *' UTC" in result.stdout
+    assert "no recorder leader" in result.stdout  # no runner in this test
+    report = await ok_json(env, "doctor")
+    assert report["ok"] is True
+    by_check = {c["check"]: c["level"] for c in report["checks"]}
+    assert by_check["redis"] == by_check["maxmemory-policy"] == by_check["database"] == "OK"
+    assert {c["message"].split(":")[0] for c in report["checks"] if c["check"] == "job"} == {
+        "OpsEcho", "OpsFlaky", "OpsNightly"
+    }  # fmt: skip
+
+
+async def test_doctor_fails_on_unreachable_redis(env: dict[str, str]) -> None:
+    started = time.monotonic()
+    result = await bullworker(env, "doctor", "--app", APP, REDIS_PORT="1", REDIS_TIMEOUT="1")
+    assert time.monotonic() - started < 15
+    assert result.returncode == 1
+    [line] = [ln for ln in result.stdout.splitlines() if ln.startswith("FAIL")]
+    assert "redis" in line and "cannot reach Redis at redis://127.0.0.1:1/0" in line
+    assert "fix: start Redis" in result.stdout
+    report = json.loads(
+        (
+            await bullworker(
+                env, "doctor", "--app", APP, "--json", REDIS_PORT="1", REDIS_TIMEOUT="1"
+            )
+        ).stdout
+    )
+    assert report["ok"] is False
+    assert [c["check"] for c in report["checks"] if c["level"] == "FAIL"] == ["redis"]
+
+
+async def test_doctor_fails_on_missing_dependency_and_database(env: dict[str, str]) -> None:
+    result = await bullworker(
+        env,
+        "doctor",
+        "--app",
+        "tests.integration.ops_app:broken_app",
+        DATABASE_URL="postgresql://postgres:hunter2@127.0.0.1:1/test",
+    )
+    assert result.returncode == 1
+    failures = [ln for ln in result.stdout.splitlines() if ln.startswith("FAIL")]
+    assert any("database" in ln and "unreachable" in ln for ln in failures), result.stdout
+    assert any("OpsNeedsSomething" in ln and "Unregistered" in ln for ln in failures)
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+@pytest.fixture
+def evicting_redis() -> Iterator[int]:
+    """A throwaway redis-server whose maxmemory-policy loses keys."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        ["/usr/bin/redis-server", "--port", str(port), "--bind", "127.0.0.1",
+         "--maxmemory-policy", "allkeys-lru", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def test_doctor_warns_about_an_evicting_redis(
+    env: dict[str, str], evicting_redis: int
+) -> None:
+    port = str(evicting_redis)
+    result = await bullworker(env, "doctor", "--app", APP, REDIS_PORT=port)
+    assert result.returncode == 0, result.stdout
+    lines = result.stdout.splitlines()
+    [warning] = [ln for ln in lines if ln.startswith("WARN  maxmemory-policy")]
+    assert "maxmemory-policy is allkeys-lru" in warning
+    assert "CONFIG SET maxmemory-policy noeviction" in result.stdout
+    assert "redis.conf" in result.stdout
+    report = await ok_json({**env, "REDIS_PORT": port}, "doctor")
+    [policy] = [c for c in report["checks"] if c["check"] == "maxmemory-policy"]
+    assert policy["level"] == "WARN" and report["ok"] is True
