@@ -1,4 +1,4 @@
-"""An app for the cron tests (tests/integration/test_cron.py); config from the environment.
+"""An app for the cron tests (tests/integration/test_cron_*.py); config from the environment.
 
 ``bullworker start|schedules --app tests.integration.cron_app:app`` subprocesses
 use the test's ``BULL_PREFIX``; in-process tests build their own app on ``registry``.
