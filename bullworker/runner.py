@@ -180,6 +180,8 @@ class Runner:
         self.workers: dict[str, Any] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._executor: ThreadPoolExecutor | None = None
+        #: Thread pools given up because a sync handler overran its TIMEOUT in them.
+        self.retired_pools = 0
         self._running = False
 
     @property
@@ -230,9 +232,7 @@ class Runner:
                 "this runner does not consume the queues of: %s", ", ".join(sorted(unconsumed))
             )
         if any(not d.is_async for d in self.registry):
-            self._executor = ThreadPoolExecutor(
-                max_workers=self.concurrency * len(self.queues), thread_name_prefix="bullworker-job"
-            )
+            self._executor = self._new_executor()
         redis = self.config.redis_settings("bull")
         self._running = True
         try:
@@ -272,23 +272,49 @@ class Runner:
             ", ".join(self.queues), self.concurrency, ", ".join(self.registry.names()),
         )  # fmt: skip
 
+    def _new_executor(self) -> ThreadPoolExecutor:
+        """A thread for every job the workers may run at once."""
+        return ThreadPoolExecutor(
+            max_workers=self.concurrency * len(self.queues), thread_name_prefix="bullworker-job"
+        )
+
     async def run_handler(self, definition: JobDefinition, instance: Any, data: Any) -> Any:
         """Run ``handle`` (async, or sync in a thread) within the class's TIMEOUT."""
+        executor = self._executor
         if definition.is_async:
             call: Awaitable[Any] = instance.handle(data)
         else:
             loop = asyncio.get_running_loop()
             ctx = contextvars.copy_context()
-            call = loop.run_in_executor(self._executor, ctx.run, instance.handle, data)
+            call = loop.run_in_executor(executor, ctx.run, instance.handle, data)
         timeout = definition.cls.TIMEOUT
         if timeout is None:
             return await call
         try:
             return await asyncio.wait_for(call, timeout)
         except TimeoutError:
+            if not definition.is_async and executor is not None:
+                self._retire_executor(executor, definition.name)
             raise JobTimeout(
                 f"{definition.name} ran longer than its TIMEOUT of {timeout:g} s"
             ) from None
+
+    def _retire_executor(self, executor: ThreadPoolExecutor, name: str) -> None:
+        """Give later jobs fresh threads: a thread cannot be stopped, and it holds its slot.
+
+        Without this, sync handlers that overran their TIMEOUT would fill the pool
+        and every later sync job would wait for a thread (and time out waiting).
+        """
+        if self._executor is not executor:
+            return  # already retired by another timed-out job of this pool
+        self._executor = self._new_executor()
+        executor.shutdown(wait=False)  # its idle threads leave; running ones finish first
+        self.retired_pools += 1
+        log.warning(
+            "%s overran its TIMEOUT; its thread cannot be stopped and runs on. "
+            "Later jobs get a fresh thread pool (%d retired so far)",
+            name, self.retired_pools,
+        )  # fmt: skip
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop taking jobs, wait up to ``grace`` seconds for running ones, then force-close.
