@@ -43,6 +43,8 @@ _NOT_PORTABLE = re.compile(r"(?<![A-Za-z])[HR](?![A-Za-z])", re.IGNORECASE)
 _SCHEDULER_OWNED = ("jobId", "delay", "repeat")
 #: States in which a scheduler's next job can still run.
 _DEAD_STATES = ("unknown", "completed", "failed")
+#: Seconds between a runner's checks that its schedules are still in Redis.
+CHECK_INTERVAL = 60.0
 
 
 def zone_named(name: str, *, what: str) -> ZoneInfo:
@@ -219,29 +221,90 @@ def _canonical(value: Any) -> str:
 
 
 class CronService:
-    """Runner service: installs the schedules of the consumed queues, removes stale ones."""
+    """Runner service: installs the schedules of the consumed queues, removes stale ones.
 
-    def __init__(self, config: AppConfig, registry: JobRegistry, queues: list[str]) -> None:
+    Every ``check_interval`` seconds it also puts back a schedule that went
+    missing from Redis (a flushed or restored Redis, a rolling deploy's older
+    runner that removed it), and retries a start that could not reach Redis.
+    It only ever re-adds its own schedules where none or a dead one is: a
+    schedule that differs is another version's, and changes wait for a start.
+    """
+
+    def __init__(
+        self,
+        config: AppConfig,
+        registry: JobRegistry,
+        queues: list[str],
+        *,
+        check_interval: float = CHECK_INTERVAL,
+    ) -> None:
         self.config = config
         self.registry = registry
         self.queues = list(queues)
+        self.check_interval = check_interval
+        self._specs: list[CronSpec] = []
+        self._synced: set[str] = set()  # queues whose schedules were brought up to date
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Upsert and reconcile; bad config raises, Redis trouble is logged."""
-        specs = [s for s in cron_specs(self.registry, self.config) if s.queue in self.queues]
+        self._specs = [s for s in cron_specs(self.registry, self.config) if s.queue in self.queues]
         for queue in self.queues:
-            wanted = [s for s in specs if s.queue == queue]
             try:
-                await self._sync(queue, wanted)
+                await self._sync(queue, self._wanted(queue))
+                self._synced.add(queue)
             except Exception as exc:
                 log.error(
                     "cron: could not update the schedules of queue %s (%s: %s); "
-                    "they stay as they were until a runner starts again",
-                    queue, type(exc).__name__, str(exc) or "no answer",
+                    "trying again every %g s",
+                    queue, type(exc).__name__, str(exc) or "no answer", self.check_interval,
                 )  # fmt: skip
+        if self._specs or len(self._synced) < len(self.queues):
+            self._task = asyncio.create_task(self._watch(), name="bullworker:cron")
 
     async def stop(self) -> None:
-        """Nothing runs between starts: BullMQ itself fires the schedules."""
+        """Stop checking; BullMQ itself fires the schedules."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def _wanted(self, queue: str) -> list[CronSpec]:
+        return [s for s in self._specs if s.queue == queue]
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.check_interval)
+            for queue in self.queues:
+                try:
+                    if queue in self._synced:
+                        await self._repair(queue, self._wanted(queue))
+                    else:
+                        await self._sync(queue, self._wanted(queue))
+                        self._synced.add(queue)
+                        log.info("cron: schedules of queue %s are up to date", queue)
+                except Exception as exc:
+                    log.warning(
+                        "cron: could not check the schedules of queue %s (%s: %s)",
+                        queue, type(exc).__name__, str(exc) or "no answer",
+                    )  # fmt: skip
+
+    async def _repair(self, name: str, wanted: list[CronSpec]) -> None:
+        """Put back the schedules of ``wanted`` that are missing or whose next run is gone."""
+        if not wanted:
+            return
+        queue = open_queue(self.config, name)
+        use_repeat_strategy(queue)
+        try:
+            for spec in wanted:
+                record = await self._call(get_scheduler(queue, spec.scheduler_id))
+                if record is None or (
+                    matches(record, spec) and not await self._alive(queue, spec, record)
+                ):
+                    log.warning("cron: the schedule of %s was gone from Redis", spec.job_name)
+                    await self._install(queue, spec, None)
+        finally:
+            await close_queue(queue, self.config.redis_timeout)
 
     async def _call(self, awaitable: Awaitable[T]) -> T:
         return await asyncio.wait_for(awaitable, self.config.redis_timeout)
