@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 
 from .errors import ConfigError
 from .redaction import redact_url as redact
+from .tls import FILES as TLS_FILES
+from .tls import client_tls
 
 #: A PostgreSQL schema name bullworker accepts (as ``store.schema.SCHEMA_NAME_RE``).
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -77,9 +79,16 @@ class AppConfig:
     redis_password: str | None = None
     redis_db: int = 0
     redis_tls: bool = False
+    #: PEM files for TLS: the CA to trust, and a client certificate with its key.
+    redis_tls_ca_file: str | None = None
+    redis_tls_cert_file: str | None = None
+    redis_tls_key_file: str | None = None
     redis_sentinel_host: str | None = None
     redis_sentinel_port: int = 26379
     redis_sentinel_name: str = "mymaster"
+    #: Credentials of the sentinels themselves (REDIS_PASSWORD is the data nodes').
+    redis_sentinel_username: str | None = None
+    redis_sentinel_password: str | None = None
 
     # BULL_REDIS_* override REDIS_* for the queues, one key at a time.
     bull_redis_url: str | None = None
@@ -89,9 +98,14 @@ class AppConfig:
     bull_redis_password: str | None = None
     bull_redis_db: int | None = None
     bull_redis_tls: bool | None = None
+    bull_redis_tls_ca_file: str | None = None
+    bull_redis_tls_cert_file: str | None = None
+    bull_redis_tls_key_file: str | None = None
     bull_redis_sentinel_host: str | None = None
     bull_redis_sentinel_port: int | None = None
     bull_redis_sentinel_name: str | None = None
+    bull_redis_sentinel_username: str | None = None
+    bull_redis_sentinel_password: str | None = None
 
     bull_prefix: str = "bull"
     bull_queue: str = "default"
@@ -198,6 +212,16 @@ class AppConfig:
                 raise ConfigError(f"JOBS_RETENTION: {exc}") from None
         if self.jobs_retention_interval <= 0:
             raise ConfigError("JOBS_RETENTION_INTERVAL must be positive")
+        self._check_redis_tls("bull")
+
+    def _check_redis_tls(self, scope: str) -> None:
+        """The TLS files of a scope: paired, loadable, and for a TLS connection."""
+
+        def name(key: str) -> str:
+            scoped = getattr(self, f"{scope}_redis_{key}", None) is not None
+            return f"{scope.upper()}_REDIS_{key.upper()}" if scoped else f"REDIS_{key.upper()}"
+
+        client_tls(self.redis_settings(scope), {key: name(key) for key in TLS_FILES})
 
     @property
     def is_development(self) -> bool:
@@ -242,9 +266,14 @@ class AppConfig:
             password=pick("password"),
             db=pick("db"),
             tls=pick("tls"),
+            tls_ca_file=pick("tls_ca_file"),
+            tls_cert_file=pick("tls_cert_file"),
+            tls_key_file=pick("tls_key_file"),
             sentinel_host=sentinel,
             sentinel_port=pick("sentinel_port"),
             sentinel_name=pick("sentinel_name"),
+            sentinel_username=pick("sentinel_username"),
+            sentinel_password=pick("sentinel_password"),
             timeout=self.redis_timeout,
         )
 
@@ -269,10 +298,22 @@ class RedisSettings:
     password: str | None = None
     db: int = 0
     tls: bool = False
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
     sentinel_host: str | None = None
     sentinel_port: int = 26379
     sentinel_name: str = "mymaster"
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
     timeout: float = 10.0
+
+    @property
+    def uses_tls(self) -> bool:
+        """Whether connections to the data nodes use TLS (``rediss://`` or ``tls``)."""
+        if self.url and not self.sentinel_host:
+            return self.url.partition("://")[0].lower() == "rediss"
+        return self.tls
 
     def describe(self) -> str:
         """A human description without secrets, for logs and errors."""

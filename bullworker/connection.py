@@ -17,12 +17,14 @@ Two more things bullmq's clients need (see docs/reliability.md):
   connection that asks the sentinels for the master on every (re)connect and
   checks, at most every ``master_check_interval`` seconds, that it still
   talks to the master the sentinels name.
+
+Refused credentials (of Redis or of the sentinels), refused certificates and
+unloadable TLS files (see :mod:`bullworker.tls`) fail at once: no retry helps.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -31,7 +33,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import redis.asyncio as aioredis
 from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.asyncio.sentinel import (
+    MasterNotFoundError,
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+)
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import AuthenticationError, BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -39,6 +46,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .config import AppConfig, RedisSettings
 from .errors import ConfigError
+from .tls import TLSConnection, client_tls, refused_by_tls
 
 _SCHEMES = ("redis", "rediss", "unix")
 T = TypeVar("T")
@@ -50,6 +58,8 @@ RETRY_BASE = 0.1
 RETRY_CAP = 1.0
 RETRY_COUNT = 30
 RETRY_ERRORS = (RedisConnectionError, RedisTimeoutError, BusyLoadingError)
+#: A sentinel that does not answer is tried again after 0.2, 0.4 and 0.8 s, then the next one.
+SENTINEL_RETRY_COUNT = 3
 
 
 class _Retry(Retry):
@@ -63,9 +73,12 @@ class _Retry(Retry):
         with_failure_count: bool = False,
     ) -> T:
         def retryable(error: Exception) -> bool:
-            if isinstance(error, AuthenticationError):
+            # redis-py wraps what a Sentinel connection's _connect() raises in a ConnectionError.
+            if isinstance(error, AuthenticationError) or isinstance(
+                error.__context__, AuthenticationError
+            ):
                 return False
-            if isinstance(error.__context__, ssl.SSLCertVerificationError):
+            if refused_by_tls(error.__context__):
                 return False
             return is_retryable is None or is_retryable(error)
 
@@ -78,24 +91,72 @@ def retry_policy() -> Retry:
     return _Retry(backoff, RETRY_COUNT, supported_errors=RETRY_ERRORS)
 
 
+def sentinel_retry_policy() -> Retry:
+    """How a client of one sentinel retries: briefly, since the next sentinel may answer."""
+    backoff = ExponentialBackoff(cap=RETRY_CAP, base=RETRY_BASE)
+    return _Retry(backoff, SENTINEL_RETRY_COUNT, supported_errors=RETRY_ERRORS)
+
+
 def use_retry_policy(client: Any) -> None:
     """Give a client that bullmq built bullworker's retry policy instead of its own.
 
     bullmq passes ``retry=`` to ``redis.Redis`` itself (a ``retry`` of ours in the
     connection kwargs would be a duplicate argument); redis-py reads it from the
-    pool's ``connection_kwargs`` whenever it opens a connection.
+    pool's ``connection_kwargs`` whenever it opens a connection. Over TLS the pool
+    also opens :class:`~bullworker.tls.TLSConnection`, so a refused client
+    certificate is not mistaken for an outage and tried again.
     """
     pool = client.connection_pool
     pool.connection_kwargs["retry"] = retry_policy()
     pool.set_retry(retry_policy())
+    if pool.connection_class is SSLConnection:
+        pool.connection_class = TLSConnection
 
 
 class _Sentinel(Sentinel):
-    """Names no master while a failover is in progress.
+    """Names no master while a failover is in progress, and says why it found none.
 
     The old master still accepts writes until the sentinels reconfigure it, and
     then drops them; a command waits (retries) for the new master instead.
     """
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        """The master's address from the first sentinel that names one.
+
+        As redis-py's, except that the errors read well, and that credentials
+        refused by a sentinel raise AuthenticationError (not tried again)
+        instead of a MasterNotFoundError that waits for a master in vain.
+        """
+        failures: list[str] = []
+        refused: list[str] = []
+        for index, sentinel in enumerate(self.sentinels):
+            where = sentinel.connection_pool.connection_kwargs
+            name = f"sentinel {where.get('host')}:{where.get('port')}"
+            try:
+                masters = await sentinel.sentinel_masters()
+            except AuthenticationError as exc:
+                given = self.sentinel_kwargs.get("password") is not None
+                whom = "the credentials" if given else "a client without credentials"
+                refused.append(f"{name} refused {whom}: {exc}")
+                continue
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                failures.append(f"{name}: {type(exc).__name__}: {exc}")
+                continue
+            if isinstance(masters, dict):
+                state = masters.get(service_name)
+            else:  # a list of states under RESP3
+                state = next((m for m in masters if m.get("name") == service_name), None)
+            if state and self.check_master_state(state, service_name):
+                self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]
+                forced = getattr(self, "_force_master_ip", None)
+                return (forced if forced is not None else state["ip"]), int(state["port"])
+        if refused:
+            raise AuthenticationError(
+                "; ".join(refused) + " (check REDIS_SENTINEL_USERNAME and REDIS_SENTINEL_PASSWORD)"
+            )
+        raise MasterNotFoundError(
+            f"No master found for {service_name!r}" + "".join(f"; {f}" for f in failures)
+        )
 
     def check_master_state(self, state: dict[str, Any], service_name: str) -> bool:
         flags = state.get("flags", "")
@@ -142,7 +203,7 @@ class _SentinelConnection(SentinelManagedConnection):
             raise RedisConnectionError(f"the Redis master moved to {address[0]}:{address[1]}")
 
 
-class _SentinelSSLConnection(_SentinelConnection, SSLConnection):
+class _SentinelSSLConnection(_SentinelConnection, TLSConnection):
     pass
 
 
@@ -170,11 +231,7 @@ def _from_url(url: str) -> dict[str, Any]:
     except ValueError:
         raise ConfigError(f"Redis URL has an invalid database number {db!r}") from None
     if parts.scheme == "rediss":
-        opts["ssl"] = True
-        if "ssl_cert_reqs" in query:
-            opts["ssl_cert_reqs"] = query["ssl_cert_reqs"][0]
-        if "ssl_ca_certs" in query:
-            opts["ssl_ca_certs"] = query["ssl_ca_certs"][0]
+        opts["ssl"] = True  # the ssl_* options of the query: see client_tls()
     return opts
 
 
@@ -192,12 +249,18 @@ def connection_kwargs(
         "socket_keepalive": True,
         "health_check_interval": 30,
     }
+    tls = client_tls(settings)
     if settings.sentinel_host:
-        auth = {"username": settings.username, "password": settings.password}
+        # The sentinels' own credentials; the data nodes get REDIS_USERNAME/REDIS_PASSWORD.
+        sentinel_kwargs = {
+            "socket_timeout": settings.timeout,
+            "socket_connect_timeout": settings.timeout,
+            "username": settings.sentinel_username,
+            "password": settings.sentinel_password,
+            "retry": sentinel_retry_policy(),
+        }
         sentinel = _Sentinel(  # type: ignore[no-untyped-call]
-            [(settings.sentinel_host, settings.sentinel_port)],
-            socket_timeout=settings.timeout,
-            socket_connect_timeout=settings.timeout,
+            [(settings.sentinel_host, settings.sentinel_port)], sentinel_kwargs=sentinel_kwargs
         )
         pool = _SentinelPool(
             settings.sentinel_name,
@@ -208,12 +271,14 @@ def connection_kwargs(
             db=settings.db,
             retry=retry_policy(),
             retry_on_error=list(RETRY_ERRORS),
-            **auth,
+            username=settings.username,
+            password=settings.password,
+            **tls,
             **base,
         )
         return {"connection_pool": pool}
     if settings.url:
-        return {**base, **_from_url(settings.url)}
+        return {**base, **_from_url(settings.url), **tls}
     opts = {
         **base,
         "host": settings.host,
@@ -221,6 +286,7 @@ def connection_kwargs(
         "db": settings.db,
         "username": settings.username,
         "password": settings.password,
+        **tls,
     }
     if settings.tls:
         opts["ssl"] = True
@@ -274,4 +340,6 @@ def redis_client(settings: RedisSettings) -> aioredis.Redis:
     pool = kwargs.pop("connection_pool", None)
     if pool is not None:
         return aioredis.Redis.from_pool(pool)  # closing the client closes the pool
-    return aioredis.Redis(decode_responses=True, retry=retry_policy(), **kwargs)
+    client = aioredis.Redis(decode_responses=True, retry=retry_policy(), **kwargs)
+    use_retry_policy(client)
+    return client

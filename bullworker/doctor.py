@@ -31,6 +31,7 @@ from .recorder import recording_lag
 from .redaction import redact_url, scrub, url_secrets
 from .store import PostgresJobStore, open_store
 from .store import schema as q
+from .tls import TLSConnection
 
 Level = Literal["OK", "WARN", "FAIL"]
 
@@ -104,22 +105,43 @@ def _client(settings: RedisSettings) -> aioredis.Redis:
     kwargs = connection_kwargs(settings)
     if "connection_pool" in kwargs:
         return redis_client(settings)
-    return aioredis.Redis(decode_responses=True, retry=Retry(NoBackoff(), 0), **kwargs)
+    client = aioredis.Redis(decode_responses=True, retry=Retry(NoBackoff(), 0), **kwargs)
+    if kwargs.get("ssl"):
+        client.connection_pool.connection_class = TLSConnection
+    return client
+
+
+def _shown(kwargs: dict[str, Any]) -> str:
+    """``key=value, ...`` of connection keywords, passwords as ``***``."""
+    return ", ".join(
+        f"{key}={'***' if 'password' in key else repr(value)}"
+        for key, value in kwargs.items()
+        if value is not None or key == "socket_timeout"
+    )
 
 
 def connection_check(settings: RedisSettings) -> Check:
     """The redis-py keyword arguments bullmq gets, passwords hidden."""
     kwargs = connection_kwargs(settings)
     if "connection_pool" in kwargs:
+        pool = kwargs["connection_pool"]
         shown = f"{settings.describe()} through a SentinelConnectionPool"
-        timeout = kwargs["connection_pool"].connection_kwargs.get("socket_timeout")
+        sentinel_auth = {
+            key: pool.sentinel_manager.sentinel_kwargs.get(key) for key in ("username", "password")
+        }
+        if any(value is not None for value in sentinel_auth.values()):
+            shown += f"; sentinels: {_shown(sentinel_auth)}"
+        master = {
+            key: value
+            for key, value in pool.connection_kwargs.items()
+            if key in ("username", "password", "db") or key.startswith("ssl_")
+        }
+        tls = ", TLS" if settings.uses_tls else ""
+        shown += f"; master{tls}: {_shown(master)}"
+        timeout = pool.connection_kwargs.get("socket_timeout")
     else:
         timeout = kwargs.get("socket_timeout")
-        shown = ", ".join(
-            f"{key}={'***' if 'password' in key else repr(value)}"
-            for key, value in kwargs.items()
-            if value is not None or key == "socket_timeout"
-        )
+        shown = _shown(kwargs)
     if timeout is not None:
         return Check(
             "connection",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import ssl
 import time
 from typing import Any
 
@@ -49,6 +50,39 @@ async def test_refused_credentials_are_not_retried() -> None:
     with pytest.raises(AuthenticationError):
         await retry_policy().call_with_retry(do, fail)
     assert calls == 1
+
+
+@pytest.mark.parametrize(
+    ("cause", "tries"),
+    [
+        (ssl.SSLError(1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] certificate required"), 1),
+        (ssl.SSLCertVerificationError(1, "certificate verify failed"), 1),
+        (AuthenticationError("sentinel refused the credentials"), 1),  # wrapped by redis-py
+        (ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), 3),  # a server went away
+        (ConnectionResetError(104, "Connection reset by peer"), 3),
+    ],
+)
+async def test_tls_refusals_are_not_retried(cause: Exception, tries: int) -> None:
+    calls = 0
+
+    async def do() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            try:
+                raise cause
+            except Exception:
+                raise RedisConnectionError("Error while reading from 127.0.0.1:6379") from None
+        return "ok"
+
+    async def fail(error: Exception) -> None: ...
+
+    if tries == 1:
+        with pytest.raises(RedisConnectionError):
+            await retry_policy().call_with_retry(do, fail)
+    else:
+        assert await retry_policy().call_with_retry(do, fail) == "ok"
+    assert calls == tries
 
 
 async def test_connection_errors_are_retried_at_most_a_second_apart() -> None:

@@ -25,7 +25,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _answers(port: int, tls_ca: Path | None = None) -> bool:
+def _answers(
+    port: int, tls_ca: Path | None = None, tls_client: tuple[Path, Path] | None = None
+) -> bool:
     """Whether a Redis protocol server answers PING on 127.0.0.1:port (any reply counts)."""
     try:
         raw = socket.create_connection(("127.0.0.1", port), timeout=0.5)
@@ -36,6 +38,8 @@ def _answers(port: int, tls_ca: Path | None = None) -> bool:
         if tls_ca is not None:
             context = ssl.create_default_context(cafile=str(tls_ca))
             context.check_hostname = False
+            if tls_client is not None:  # a server with --tls-auth-clients yes
+                context.load_cert_chain(str(tls_client[0]), str(tls_client[1]))
             sock = context.wrap_socket(raw, server_hostname="localhost")
         sock.sendall(b"PING\r\n")
         return sock.recv(64)[:1] in (b"+", b"-")
@@ -55,12 +59,14 @@ class RedisServer:
         args: list[str] | None = None,
         port: int | None = None,
         tls_ca: Path | None = None,
+        tls_client: tuple[Path, Path] | None = None,
         sentinel_conf: Path | None = None,
     ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.args = list(args or [])
         self.tls_ca = tls_ca
+        self.tls_client = tls_client
         self.sentinel_conf = sentinel_conf
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / f"redis-{self.port}.log"
@@ -87,7 +93,7 @@ class RedisServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"redis-server exited at start: {self.tail()}")
-            if _answers(self.port, self.tls_ca):
+            if _answers(self.port, self.tls_ca, self.tls_client):
                 return
             time.sleep(0.05)
         raise RuntimeError(f"redis-server did not answer on port {self.port}: {self.tail()}")
@@ -121,22 +127,43 @@ class RedisServer:
 
 
 class SentinelSet:
-    """A primary, one replica and one sentinel watching them as ``name``."""
+    """A primary, one replica and one sentinel watching them as ``name``.
 
-    def __init__(self, workdir: Path, name: str = "mymaster") -> None:
+    ``password``: the data nodes' requirepass (and masterauth, and the sentinel's
+    auth-pass). ``sentinel_password``: the sentinel's own requirepass;
+    ``sentinel_users``: ACL users of the sentinel, name to password.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        name: str = "mymaster",
+        *,
+        password: str | None = None,
+        sentinel_password: str | None = None,
+        sentinel_users: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
-        self.primary = RedisServer(workdir / "a", args=["--appendonly", "no"])
+        auth = ["--requirepass", password, "--masterauth", password] if password else []
+        self.primary = RedisServer(workdir / "a", args=["--appendonly", "no", *auth])
         replica_of = ["--replicaof", "127.0.0.1", str(self.primary.port)]
-        self.replica = RedisServer(workdir / "b", args=["--appendonly", "no", *replica_of])
+        self.replica = RedisServer(workdir / "b", args=["--appendonly", "no", *replica_of, *auth])
         self.sentinel_port = free_port()
         conf = workdir / "sentinel.conf"
-        conf.write_text(
-            f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {workdir}\n"
-            f"sentinel monitor {name} 127.0.0.1 {self.primary.port} 1\n"
-            f"sentinel down-after-milliseconds {name} 1000\n"
-            f"sentinel failover-timeout {name} 4000\n"
-            f"sentinel parallel-syncs {name} 1\n"
-        )
+        lines = [
+            f"port {self.sentinel_port}", "bind 127.0.0.1", f"dir {workdir}",
+            f"sentinel monitor {name} 127.0.0.1 {self.primary.port} 1",
+            f"sentinel down-after-milliseconds {name} 1000",
+            f"sentinel failover-timeout {name} 4000",
+            f"sentinel parallel-syncs {name} 1",
+        ]  # fmt: skip
+        if password:
+            lines.append(f"sentinel auth-pass {name} {password}")
+        if sentinel_password:
+            lines.append(f"requirepass {sentinel_password}")
+        for user, secret in (sentinel_users or {}).items():
+            lines.append(f"user {user} on >{secret} +@all")
+        conf.write_text("\n".join(lines) + "\n")
         self.sentinel = RedisServer(workdir, port=self.sentinel_port, sentinel_conf=conf)
 
     def start(self) -> None:
@@ -167,3 +194,16 @@ def make_tls_certs(directory: Path) -> tuple[Path, Path, Path]:
     openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
             "-CAcreateserial", "-days", "1", "-extfile", str(ext), "-out", str(cert))  # fmt: skip
     return ca, cert, key
+
+
+def make_client_cert(directory: Path, name: str = "client") -> tuple[Path, Path]:
+    """A client certificate signed by the CA of :func:`make_tls_certs` in ``directory``."""
+    cert, key, csr = directory / f"{name}.crt", directory / f"{name}.key", directory / f"{name}.csr"
+    for args in (
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+         "-keyout", str(key), "-out", str(csr)],
+        ["x509", "-req", "-in", str(csr), "-CA", str(directory / "ca.crt"),
+         "-CAkey", str(directory / "ca.key"), "-CAcreateserial", "-days", "1", "-out", str(cert)],
+    ):  # fmt: skip
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
+    return cert, key
