@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from tests.faults.report import Scenario, render
-from tests.faults.servers import RedisServer, SentinelSet, make_tls_certs
+from tests.faults.servers import RedisServer, SentinelSet, make_client_cert, make_tls_certs
 from tests.faults.workload import ExecLog
 
 ROWS = pytest.StashKey[list[Scenario]]()
@@ -72,11 +72,20 @@ def exec_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ExecLog:
 
 @pytest.fixture
 def redis_servers(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
-    """Start redis-servers of this test: ``make(args=[...], tls_ca=...)``; all stopped after."""
+    """Start redis-servers of this test: ``make(args=[...], tls_ca=...)``; all stopped after.
+
+    ``tls_client`` (certificate, key): what the start-up probe presents to a server
+    that requires client certificates.
+    """
     started: list[RedisServer] = []
 
-    def make(args: list[str] | None = None, tls_ca: Path | None = None) -> RedisServer:
-        server = RedisServer(tmp_path / f"redis{len(started)}", args=args, tls_ca=tls_ca)
+    def make(
+        args: list[str] | None = None,
+        tls_ca: Path | None = None,
+        tls_client: tuple[Path, Path] | None = None,
+    ) -> RedisServer:
+        workdir = tmp_path / f"redis{len(started)}"
+        server = RedisServer(workdir, args=args, tls_ca=tls_ca, tls_client=tls_client)
         started.append(server)
         server.start()
         return server
@@ -107,6 +116,12 @@ def sentinel_set(tmp_path: Path) -> Iterator[SentinelSet]:
 @pytest.fixture
 def tls_certs(tmp_path: Path) -> tuple[Path, Path, Path]:
     return make_tls_certs(tmp_path / "tls")
+
+
+@pytest.fixture
+def tls_client_cert(tls_certs: tuple[Path, Path, Path]) -> tuple[Path, Path]:
+    """A client certificate (and key) signed by the CA of ``tls_certs``."""
+    return make_client_cert(tls_certs[0].parent)
 
 
 @pytest.fixture

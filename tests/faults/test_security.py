@@ -1,9 +1,11 @@
-"""Security basics: Redis password/ACL user and TLS, no credentials in output, no SQL injection."""
+"""Security basics: Redis password/ACL user, TLS and client certificates, no credentials in
+output, no SQL injection."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -183,6 +185,98 @@ async def test_tls(
     assert untrusted.returncode != 0 and refusal.startswith("error: ")
     assert "CERTIFICATE_VERIFY_FAILED" in refusal
     assert dup_rows(rows) == 0 and len(rows) == 11
+
+
+def _timed_cli(args: list[str], env: dict[str, str]) -> tuple[str, int, float]:
+    """The last line of stderr, the exit code and the seconds of a ``bullworker`` command."""
+    started = time.monotonic()
+    result = run_cli(args, env)
+    lines = result.stderr.strip().splitlines()
+    return (lines[-1] if lines else ""), result.returncode, time.monotonic() - started
+
+
+async def test_tls_client_certificates(
+    scenario: Scenario,
+    redis_servers: Callable[..., RedisServer],
+    tls_certs: tuple[Path, Path, Path],
+    tls_client_cert: tuple[Path, Path],
+    prefix: str,
+    exec_log: ExecLog,
+    tmp_path: Path,
+) -> None:
+    """Mutual TLS: the server requires client certificates."""
+    ca, cert, key = tls_certs
+    client_cert, client_key = tls_client_cert
+    redis = redis_servers(
+        ["--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca),
+         "--tls-auth-clients", "yes"], tls_ca=ca, tls_client=tls_client_cert,
+    )  # fmt: skip
+    scenario.injected = (
+        "`--tls-auth-clients yes`; clients without a certificate or with a missing key"
+    )
+    files = {"REDIS_TLS_CA_FILE": str(ca), "REDIS_TLS_CERT_FILE": str(client_cert),
+             "REDIS_TLS_KEY_FILE": str(client_key)}  # fmt: skip
+    scenario.settings = {"REDIS_TLS": "true", **{name: "<file>" for name in files}}
+    sqlite_path = str(tmp_path / "jobs.sqlite3")
+    env = base_env(
+        prefix, REDIS_PORT=str(redis.port), REDIS_TLS="true", REDIS_TIMEOUT="2",
+        SQLITE_PATH=sqlite_path, RECORDER_SWEEP_INTERVAL="1", **files,
+    )  # fmt: skip
+    runner = Proc.runner(env, tmp_path / "runner.log")
+    # The producer sets the queues' keys (BULL_REDIS_*), the CLI a rediss:// URL's query.
+    scoped = {f"BULL_{name}": value for name, value in files.items()}
+    config = AppConfig(
+        environ={"REDIS_PORT": str(redis.port), "BULL_REDIS_TLS": "true", **scoped},
+        bull_prefix=prefix, app_env="production",
+    )  # fmt: skip
+    producer = create_app(config=config, registry=fault_app.registry)
+    url = (f"rediss://127.0.0.1:{redis.port}/0?ssl_ca_certs={ca}"
+           f"&ssl_certfile={client_cert}&ssl_keyfile={client_key}")  # fmt: skip
+    no_cert = {
+        k: v for k, v in env.items() if k not in ("REDIS_TLS_CERT_FILE", "REDIS_TLS_KEY_FILE")
+    }
+    no_key = {**env, "REDIS_TLS_KEY_FILE": str(tmp_path / "absent.key")}
+    store = await with_store(None, sqlite_path=sqlite_path)
+    try:
+        await producer.worker_service.queue_jobs(fault_app.FaultJob, [{"n": n} for n in range(10)])
+        queue = ["queue", "FaultJob", "--app", APP]
+        cli, refused, missing, start = await asyncio.gather(
+            asyncio.to_thread(_timed_cli, [*queue, "--data", '{"n": 10}'],
+                              {**base_env(prefix), "REDIS_URL": url}),
+            asyncio.to_thread(_timed_cli, queue, no_cert),
+            asyncio.to_thread(_timed_cli, queue, no_key),
+            asyncio.to_thread(_timed_cli, ["start", "--app", APP], no_cert),
+        )  # fmt: skip
+        await until(lambda: set(range(11)) <= exec_log.done(), 20, "jobs ran over mutual TLS")
+        await until(lambda: _count_is(store, 11), 20, "every job recorded")
+        rows = await store_rows(store)
+    finally:
+        runner.signal(signal.SIGTERM)
+        await runner.wait(20)
+        runner.close()
+        await producer.stop()
+        await store.close()
+    scenario.figures(
+        sent=11, completed=len(exec_log.done()), recorded=len(rows),
+        dup_executed=exec_log.dup_executed(), dup_rows=dup_rows(rows),
+    )  # fmt: skip
+    scenario.explanation = (
+        "A server with only a TLS port that requires client certificates signed by its CA. "
+        "A runner (REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE), its recorder, "
+        "a producer with the queues' BULL_REDIS_TLS_* keys and a `bullworker queue` with "
+        "`ssl_certfile`/`ssl_keyfile` in a `rediss://` URL all connected; every job ran and was "
+        "recorded once. Without a client certificate (REDIS_TIMEOUT=2) `bullworker queue` "
+        f"failed in {refused[2]:.1f} s: `{refused[0]}`, and `bullworker start` in "
+        f"{start[2]:.1f} s: `{start[0]}`. A key file that does not exist stops a command before "
+        f"any connection: `{missing[0].replace(str(tmp_path), '<tmp>')}`."
+    )
+    assert cli[1] == 0, cli[0]
+    assert refused[1] != 0 and refused[0].startswith("error: ")
+    assert "CERTIFICATE_REQUIRED" in refused[0] and refused[2] < 8.0
+    assert start[1] != 0 and "CERTIFICATE_REQUIRED" in start[0] and start[2] < 8.0
+    assert missing[1] == 2 and missing[0].startswith("error: ")
+    assert "REDIS_TLS_KEY_FILE=" in missing[0] and "No such file" in missing[0]
+    assert dup_rows(rows) == 0 and {r.data["n"] for r in rows} == set(range(11))
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
