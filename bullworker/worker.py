@@ -14,6 +14,12 @@ with its connection already closed, so it sits active until the stalled
 check (a lock duration later) and may run twice. Node's worker waits for its
 main loop; this subclass does the same.
 
+A completed job's ``moveToFinished`` call also takes the worker's next job,
+as Node's worker does (``fetchNext``): bullmq's Python worker passes
+``fetch_next=False`` and then makes a separate ``moveToActive`` call, a
+third Lua script per job. The next job goes back to bullmq's run loop as the
+finished task's result, which the loop processes like any fetched job.
+
 Its Redis clients use bullworker's retry policy (a try at most every second
 instead of bullmq's backoff up to 20 s), so the worker picks up again within
 about a second of Redis coming back; a Sentinel pool is closed with it.
@@ -42,8 +48,39 @@ class BullWorker(Worker):  # type: ignore[misc]
     def __init__(self, name: str, processor: Any, opts: dict[str, Any]) -> None:
         super().__init__(name, processor, opts)
         self._run_task: asyncio.Task[Any] | None = None
+        #: Tokens of the jobs being processed, each with the next-job reply of its
+        #: ``moveToFinished`` once it completed (None until then).
+        self._fetched: dict[str, Any] = {}
+        self._move_to_completed = self.backend.moveToCompleted
+        self.backend.moveToCompleted = self._complete_and_fetch
         for client in (self.client, self.bclient):
             use_retry_policy(client)
+
+    async def _complete_and_fetch(
+        self, job: Any, value: Any, remove: Any, token: str, fetch_next: bool = False
+    ) -> Any:
+        """``backend.moveToCompleted`` that also takes the next job while the worker runs."""
+        ours = token in self._fetched and not (self.closing or self.paused or self.forceClosing)
+        done = await self._move_to_completed(
+            job, value, remove, token, fetch_next=fetch_next or ours
+        )
+        if ours and isinstance(done, dict):
+            self._fetched[token] = done.get("result")
+        return done
+
+    async def processJob(self, job: Any, token: str) -> Any:
+        """Run ``job``; return the next job if finishing it took one (see the module doc)."""
+        self._fetched[token] = None
+        try:
+            await super().processJob(job, token)
+        finally:
+            fetched = self._fetched.pop(token, None)
+        if not fetched:
+            return None
+        job_data, job_id, limit_until, delay_until = fetched
+        return await self.nextJobFromJobData(
+            job_data, job_id, limit_until or 0, delay_until or 0, token
+        )
 
     async def run(self) -> None:
         self._run_task = asyncio.current_task()
