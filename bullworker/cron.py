@@ -164,7 +164,7 @@ def cron_specs(registry: JobRegistry, config: AppConfig) -> list[CronSpec]:
 
 
 def _spec(definition: JobDefinition, config: AppConfig) -> CronSpec:
-    from .queueing import check_options
+    from .options import check_options
 
     cls, name = definition.cls, definition.name
     pattern = cls.CRON_SCHEDULE

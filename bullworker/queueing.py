@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -16,20 +15,14 @@ from .config import AppConfig
 from .connection import close_queue, open_queue
 from .errors import PayloadError, QueueUnavailable
 from .jobs import BaseJob, JobDefinition, JobRegistry, check_json
+from .options import check_options as check_options
 from .tracing import inject_trace_context
 
 log = logging.getLogger("bullworker.queueing")
 
 T = TypeVar("T")
-MAX_PRIORITY = 2_097_152
-_INT_LIKE = re.compile(r"^-?\d+$")
 #: Measures payloads for MAX_PAYLOAD_BYTES; one encoder, not one per json.dumps call.
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
-_OPTIONS = {
-    "delay", "priority", "attempts", "backoff", "jobId", "lifo", "timestamp",
-    "removeOnComplete", "removeOnFail", "stackTraceLimit", "keepLogs", "deduplication",
-    "traceparent", "tracestate", "sizeLimit", "retryOf",
-}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,53 +34,6 @@ class QueuedJob:
     queue: str
     data: Any
     opts: dict[str, Any]
-
-
-def check_options(opts: dict[str, Any]) -> dict[str, Any]:
-    """Validate BullMQ job options as Node does, before they reach Redis."""
-    unknown = set(opts) - _OPTIONS
-    if "repeat" in unknown:
-        raise PayloadError("'repeat' is not supported by queue_job: declare CRON_SCHEDULE instead")
-    if unknown:
-        raise PayloadError(f"unknown job option(s): {', '.join(sorted(unknown))}")
-    delay = opts.get("delay")
-    if delay is not None and (not isinstance(delay, int) or isinstance(delay, bool) or delay < 0):
-        raise PayloadError(f"delay must be a non-negative integer of milliseconds, got {delay!r}")
-    priority = opts.get("priority")
-    if priority is not None and (
-        not isinstance(priority, int)
-        or isinstance(priority, bool)
-        or not 0 <= priority <= MAX_PRIORITY
-    ):
-        raise PayloadError(f"priority must be an integer in 0..{MAX_PRIORITY}, got {priority!r}")
-    attempts = opts.get("attempts")
-    if attempts is not None and (not isinstance(attempts, int) or attempts < 1):
-        raise PayloadError(f"attempts must be a positive integer, got {attempts!r}")
-    job_id = opts.get("jobId")
-    if job_id is not None:
-        if not isinstance(job_id, str) or not job_id:
-            raise PayloadError("jobId must be a non-empty string")
-        if _INT_LIKE.match(job_id):
-            raise PayloadError(
-                f"jobId {job_id!r} cannot be an integer: it collides with generated ids"
-            )
-        if ":" in job_id:
-            raise PayloadError(f"jobId {job_id!r} cannot contain ':'")
-    backoff = opts.get("backoff")
-    if backoff is not None and not isinstance(backoff, int):
-        if not isinstance(backoff, dict) or "type" not in backoff:
-            raise PayloadError("backoff must be milliseconds or {'type': ..., 'delay': ...}")
-        jitter = backoff.get("jitter")
-        if jitter is not None and not 0 <= jitter <= 1:
-            raise PayloadError("backoff.jitter must be between 0 and 1")
-    dedup = opts.get("deduplication")
-    if dedup is not None and (not isinstance(dedup, dict) or not dedup.get("id")):
-        raise PayloadError("deduplication needs an 'id'")
-    retry_of = opts.get("retryOf")
-    if retry_of is not None and (not isinstance(retry_of, str) or not retry_of):
-        raise PayloadError(f"retryOf must be a non-empty string (a _jobs id), got {retry_of!r}")
-    check_json(opts, what="job options")
-    return opts
 
 
 class WorkerService:

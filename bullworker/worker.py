@@ -5,7 +5,10 @@ makes bullmq raise while it builds the Job, after the job was moved to
 active: the job then sits there until the stalled checker returns it, fails
 again, and only fails for good after ``maxStalledCount`` rounds of the lock
 duration. This subclass fails such a job at once with a clear reason, and the
-other jobs never notice.
+other jobs never notice. So it does with a job whose ``attempts`` or
+``backoff`` BullMQ's retry script cannot compute with (another producer's
+``backoff.delay`` of ``"x"``): that script raises half-way and would drop the
+job from every list.
 
 A graceful ``close()`` finishes every job the worker has taken. bullmq's own
 close waits only for the tasks running when it is called: a job whose fetch
@@ -34,6 +37,8 @@ from typing import Any
 from bullmq import Job, UnrecoverableError, Worker
 
 from .connection import close_sentinel_pool, use_retry_policy
+from .errors import PayloadError
+from .options import check_retry_options
 
 log = logging.getLogger("bullworker.runner")
 
@@ -123,10 +128,15 @@ class BullWorker(Worker):  # type: ignore[misc]
         token: str | None = None,
     ) -> Any:
         try:
-            return await super().nextJobFromJobData(
+            job = await super().nextJobFromJobData(
                 job_data, job_id, limit_until, delay_until, token
             )
-        except (ValueError, TypeError, AttributeError) as exc:
+            if job is not None:
+                # A bad backoff makes the script that retries a failed run raise
+                # half-way, and the job drops out of every list: fail it now.
+                check_retry_options(job.opts)
+            return job
+        except (ValueError, TypeError, AttributeError, PayloadError) as exc:
             if not job_data or job_id is None or token is None:
                 raise
             await self._fail_malformed(job_data, str(job_id), token, exc)

@@ -198,6 +198,19 @@ def test_check_json_accepts_unicode_and_nesting() -> None:
         ({"backoff": {"delay": 1}}, "backoff must be"),
         ({"deduplication": {}}, "deduplication needs an 'id'"),
         ({"colour": "red"}, "unknown job option"),
+        # Types BullMQ's Lua scripts do not check (a bad one lost the job when it failed).
+        ({"backoff": {"type": "fixed", "delay": "x"}}, "backoff.delay must be"),
+        ({"backoff": -3}, "backoff must be"),
+        ({"backoff": {"type": "fixed", "jitter": "x"}}, "backoff.jitter must be"),
+        ({"attempts": True}, "attempts must be"),
+        ({"delay": 1.5}, "delay must be"),
+        ({"removeOnComplete": "yes"}, "removeOnComplete must be"),
+        ({"removeOnFail": {"age": "1h"}}, "removeOnFail must be"),
+        ({"deduplication": {"id": "x", "ttl": "x"}}, "deduplication.ttl must be"),
+        ({"deduplication": {"id": 7}}, "deduplication needs an 'id'"),
+        ({"lifo": 1}, "lifo must be"),
+        ({"keepLogs": -1}, "keepLogs must be"),
+        ({"traceparent": 1}, "traceparent must be"),
     ],
 )
 def test_job_options_are_validated_like_node(opts: dict[str, Any], message: str) -> None:
@@ -214,5 +227,8 @@ def test_valid_options_pass_through_unchanged() -> None:
         "jobId": "order-42",
         "deduplication": {"id": "x", "ttl": 1000},
         "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+        "removeOnComplete": {"age": 3600, "count": 100},
+        "removeOnFail": 50,
+        "lifo": True,
     }
     assert check_options(dict(opts)) == opts
