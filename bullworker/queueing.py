@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from .config import AppConfig
 from .connection import close_queue, open_queue
@@ -103,7 +103,7 @@ class WorkerService:
                 f"could not {what}: Redis at {self._redis.describe()} did not answer "
                 f"within {timeout:g} s ({type(exc).__name__})"
             ) from None
-        except RedisConnectionError as exc:  # e.g. refused credentials, no Sentinel master
+        except RedisError as exc:  # refused credentials, no Sentinel master, not a Redis...
             raise QueueUnavailable(
                 f"could not {what}: Redis at {self._redis.describe()}: {type(exc).__name__}: {exc}"
             ) from None

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import traceback
 from typing import Any
 
 from .app import App
@@ -40,6 +41,11 @@ def load_app(spec: str | None) -> App:
         raise AppLoadError(f"importing {module_name!r} failed: {exc}") from None
     except BullworkerError as exc:
         raise AppLoadError(f"importing {module_name!r} failed: {exc}") from None
+    except Exception as exc:  # the app's own code raised: say what and where, in one line
+        text = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+        raise AppLoadError(
+            f"importing {module_name!r} failed: {type(exc).__name__}: {text} ({_where(exc)})"
+        ) from None
     try:
         target: Any = getattr(module, attribute)
     except AttributeError:
@@ -49,6 +55,14 @@ def load_app(spec: str | None) -> App:
     if not isinstance(target, App):
         raise AppLoadError(f"{spec} is a {type(target).__name__}, not a bullworker App")
     return target
+
+
+def _where(exc: Exception) -> str:
+    """``file:line`` where ``exc`` was raised (of the bad line, for a SyntaxError)."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "unknown place"
 
 
 async def run_worker(
