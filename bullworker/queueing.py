@@ -156,6 +156,8 @@ class WorkerService:
         **opts: Any,
     ) -> str:
         """Queue a job by its registered name; ``force`` allows unregistered names."""
+        if queue is not None and (not queue or ":" in queue):
+            raise PayloadError(f"queue {queue!r} must be a non-empty name without ':'")
         definition = self.registry.find(name)
         if definition is None and not force:
             definition = self.registry.get(name)  # raises UnknownJobError

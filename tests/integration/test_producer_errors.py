@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bullworker import AppConfig, QueueUnavailable
+from bullworker import AppConfig, PayloadError, QueueUnavailable
 from tests.integration.runner_support import SyncJob, make_app
 
 
@@ -57,3 +57,13 @@ async def test_the_cli_says_so_in_one_line(prefix: str, not_redis: int) -> None:
     assert line.startswith("error: could not queue CliEmail: Redis at redis://127.0.0.1:")
     assert "InvalidResponse: Protocol Error" in line
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("queue", ["bad:queue", ""])
+async def test_a_queue_given_by_name_is_checked(prefix: str, queue: str) -> None:
+    app = make_app(prefix)
+    with pytest.raises(PayloadError, match="must be a non-empty name without ':'"):
+        await app.worker_service.queue_job_by_name("SyncJob", {"n": 1}, queue=queue)
+    with pytest.raises(PayloadError, match="must be a non-empty name without ':'"):
+        await app.worker_service.queue_job_by_name("NotRegistered", {}, queue=queue, force=True)
+    await app.stop()
