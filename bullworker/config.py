@@ -62,6 +62,18 @@ def _parse(name: str, raw: str, annotation: Any) -> Any:
     return raw
 
 
+def queue_names(raw: str | None, setting: str) -> list[str]:
+    """The queues of a comma-separated list, in order, without blanks or repeats.
+
+    A name with ``:`` is refused, as Node BullMQ refuses it.
+    """
+    names = list(dict.fromkeys(q.strip() for q in (raw or "").split(",") if q.strip()))
+    bad = [q for q in names if ":" in q]
+    if bad:
+        raise ConfigError(f"{setting}: a queue name cannot contain ':' ({', '.join(bad)})")
+    return names
+
+
 def _is_secret(name: str) -> bool:
     return "password" in name or name.endswith("_url")
 
@@ -120,6 +132,9 @@ class AppConfig:
     sqlite_path: str = "bullworker.sqlite3"
     #: Record finished jobs in ``_jobs`` (and then remove them from Redis).
     record_jobs: bool = True
+    #: Comma-separated queues to record without consuming them (queues that only
+    #: other services, e.g. Node, process): a recorder election per queue, no Worker.
+    record_queues: str | None = None
     recorder_batch_size: int = 500
     #: Seconds between sweeps of the finished sets when no event arrives.
     recorder_sweep_interval: float = 5.0
@@ -212,6 +227,7 @@ class AppConfig:
                 raise ConfigError(f"JOBS_RETENTION: {exc}") from None
         if self.jobs_retention_interval <= 0:
             raise ConfigError("JOBS_RETENTION_INTERVAL must be positive")
+        queue_names(self.record_queues, "RECORD_QUEUES")
         self._check_redis_tls("bull")
 
     def _check_redis_tls(self, scope: str) -> None:
@@ -243,6 +259,11 @@ class AppConfig:
         if not self.worker_queues:
             return None
         return [q.strip() for q in self.worker_queues.split(",") if q.strip()]
+
+    @property
+    def record_only_queues(self) -> list[str]:
+        """``RECORD_QUEUES`` as a list: queues a runner records without consuming them."""
+        return queue_names(self.record_queues, "RECORD_QUEUES")
 
     def redis_settings(self, scope: str | None = "bull") -> RedisSettings:
         """Redis settings for a scope: ``BULL_REDIS_*`` keys win over ``REDIS_*``."""

@@ -24,6 +24,23 @@ RETENTION_BATCH_SIZE = 1000
 _RETENTION_TICK = 5.0
 
 
+def recorded_queues(config: AppConfig, consumed: list[str]) -> list[str]:
+    """The queues a runner competes to record: those it consumes, then ``RECORD_QUEUES``.
+
+    A queue of ``RECORD_QUEUES`` gets a leader election and a recorder but no
+    Worker, so jobs that only other services (Node) process on it are recorded
+    without this runner taking them. ``RECORD_JOBS=false`` records nothing.
+    """
+    if not config.record_jobs:
+        if config.record_only_queues:
+            log.warning(
+                "RECORD_JOBS=false: not recording RECORD_QUEUES (%s)",
+                ", ".join(config.record_only_queues),
+            )
+        return []
+    return list(dict.fromkeys([*consumed, *config.record_only_queues]))
+
+
 class RecordingService:
     """Competes for each queue's recorder lock and records while it holds it."""
 
@@ -56,6 +73,8 @@ class RecordingService:
 
     async def start(self) -> None:
         prefix = self.config.bull_prefix
+        if self.queues:
+            log.info("competing to record queue(s) %s", ", ".join(self.queues))
         for queue in self.queues:
             recorder = Recorder(
                 queue=queue,

@@ -165,11 +165,13 @@ class Runner:
         self.factory = factory
         self.concurrency = concurrency or config.worker_concurrency
         self.queues = queues or config.consumed_queues or registry.queues(config.bull_queue)
+        from .recording import RecordingService, recorded_queues
+
+        #: The queues this runner competes to record: the consumed ones and RECORD_QUEUES.
+        self.recorded_queues = recorded_queues(config, self.queues)
         self.services: list[RunnerService] = []
         if config.record_jobs:
-            from .recording import RecordingService
-
-            self.services.append(RecordingService(config, self.queues))
+            self.services.append(RecordingService(config, self.recorded_queues))
         from .cron import CronService
 
         self.services.append(CronService(config, registry, self.queues))
