@@ -48,6 +48,13 @@ def start(
         str | None,
         typer.Option(help="Comma-separated queues to consume (default: all of the app's)."),
     ] = None,
+    record_queues: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated queues to record in _jobs without consuming them "
+            "(e.g. queues only Node processes); replaces RECORD_QUEUES.",
+        ),
+    ] = None,
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Jobs run at once per queue.")
     ] = None,
@@ -81,10 +88,21 @@ def start(
     if not application.enable_worker:
         fail("this app was created without enable_worker=True, so it cannot run jobs", 2)
     chosen = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    if record_queues is not None:
+        from .config import queue_names
+        from .errors import ConfigError
+
+        try:
+            queue_names(record_queues, "--record-queues")
+        except ConfigError as exc:
+            fail(str(exc), 2)
+        application.config.record_queues = record_queues
     if processes > 1:
         child_args = ["--log-level", log_level]
         if queues:
             child_args += ["--queues", queues]
+        if record_queues is not None:
+            child_args += ["--record-queues", record_queues]
         if concurrency:
             child_args += ["--concurrency", str(concurrency)]
         supervise = run_supervisor(
