@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,10 +24,9 @@ import redis.asyncio as aioredis
 
 from . import keys
 from .store import JobRecord, JobStore, StoreError
+from .tracing import TRACEPARENT, job_trace_context
 
 log = logging.getLogger("bullworker.recorder")
-
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 #: The oldest finished jobs of a set with their hashes, as one JSON string:
 #: one reply to parse instead of one per hash field (the pure-Python RESP
@@ -131,9 +129,13 @@ def stream_entries(replies: Any) -> list[tuple[str, dict[str, str]]]:
 
 
 def trace_id(opts: Any) -> str | None:
-    """The trace id of a W3C ``traceparent`` job option, if any."""
-    value = opts.get("traceparent") if isinstance(opts, dict) else None
-    match = _TRACEPARENT.match(value) if isinstance(value, str) else None
+    """The trace id of a job's W3C trace context, if any.
+
+    From a ``traceparent`` option, else from BullMQ's built-in telemetry context
+    (``tm``/``telemetry.metadata``, as Node's ``bullmq-otel`` writes it).
+    """
+    traceparent = job_trace_context(opts).get("traceparent")
+    match = TRACEPARENT.match(traceparent) if traceparent else None
     return match.group(1) if match else None
 
 

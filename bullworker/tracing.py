@@ -3,18 +3,30 @@
 Needs ``opentelemetry-api`` (``pip install 'bullworker[otel]'`` also brings the
 SDK); it is imported only when tracing is used.
 
+Two carriers of W3C Trace Context exist in BullMQ job options, and both are
+read:
+
+- ``traceparent`` / ``tracestate`` directly in the options, as Node's BullMQ
+  instrumentation packages add them;
+- ``telemetry.metadata``, BullMQ's built-in telemetry (Node ``bullmq-otel``):
+  the propagation headers as a JSON string, e.g. ``{"traceparent": "00-..."}``.
+  Redis holds it under the short key ``tm`` (which Node reads back as
+  ``opts.telemetry.metadata``; the Python port leaves it ``tm``).
+
 - Producer: :func:`inject_trace_context` puts W3C ``traceparent`` (and
   ``tracestate``) into a job's options when a span is current, the way Node's
   BullMQ instrumentation does; ``WorkerService`` calls it for every job.
 - Consumer: :class:`TracingHook` starts a CONSUMER span ``<queue> process
-  <JobName>`` whose parent is that context, makes it current while the handler
-  runs, and ends it (status ERROR on failure).
+  <JobName>`` whose parent is the job's context (:func:`job_trace_context`),
+  makes it current while the handler runs, and ends it (status ERROR on failure).
 - Logs: :class:`TraceIdFilter` adds ``trace_id`` and ``span_id`` to records.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
@@ -25,6 +37,10 @@ if TYPE_CHECKING:
 
 #: Job options that carry the trace context (W3C Trace Context).
 CONTEXT_KEYS = ("traceparent", "tracestate")
+#: The job option (as stored in Redis) of BullMQ's built-in telemetry context.
+METADATA_KEY = "tm"
+
+TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 _available: bool | None = None
 
@@ -47,6 +63,42 @@ def _propagator() -> Any:
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     return TraceContextTextMapPropagator()
+
+
+def _metadata(opts: dict[str, Any]) -> dict[str, Any]:
+    """The headers BullMQ's built-in telemetry left in ``opts``, as a dict (maybe empty)."""
+    telemetry = opts.get("telemetry")
+    for value in (
+        opts.get(METADATA_KEY),
+        telemetry.get("metadata") if isinstance(telemetry, dict) else None,
+    ):
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                continue
+        if isinstance(value, dict):
+            return value
+    return {}
+
+
+def job_trace_context(opts: Any) -> dict[str, str]:
+    """The W3C ``traceparent`` (and ``tracestate``) a job's options carry; ``{}`` if none.
+
+    A well-formed ``traceparent`` option wins; otherwise the context of BullMQ's
+    built-in telemetry (``tm`` as stored, or ``telemetry.metadata`` as Node
+    reads it; a JSON string or an object). Needs no opentelemetry.
+    """
+    if not isinstance(opts, dict):
+        return {}
+    for carrier in (opts, _metadata(opts)):
+        traceparent = carrier.get("traceparent")
+        if isinstance(traceparent, str) and TRACEPARENT.match(traceparent):
+            found = {"traceparent": traceparent}
+            if isinstance(tracestate := carrier.get("tracestate"), str) and tracestate:
+                found["tracestate"] = tracestate
+            return found
+    return {}
 
 
 def inject_trace_context(options: dict[str, Any]) -> dict[str, Any]:
@@ -82,10 +134,10 @@ class TracingHook(JobHook):
         self._context, self._trace = context, trace
 
     def job_started(self, run: JobRun) -> None:
-        opts = run.opts
-        carrier = {k: v for k in CONTEXT_KEYS if isinstance(v := opts.get(k), str)}
         # Never the runner's own ambient context: no traceparent means a new trace.
-        parent = self._propagator.extract(carrier, context=self._context.Context())
+        parent = self._propagator.extract(
+            job_trace_context(run.opts), context=self._context.Context()
+        )
         span = self._tracer.start_span(
             f"{run.queue} process {run.name}",
             context=parent,

@@ -19,11 +19,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from bullworker import App, AppConfig, BaseJob, JobRegistry, create_app, worker_job
-from bullworker.store import open_store
-from bullworker.tracing import TraceIdFilter, TracingHook
+from bullworker.recorder import trace_id as recorded_trace_id
+from bullworker.store import JobStore, open_store
+from bullworker.tracing import TraceIdFilter, TracingHook, job_trace_context
+from tests.conftest import REDIS_URL
 from tests.helpers import bull_queue, eventually, wait_finished
 
 ROOT = Path(__file__).resolve().parents[2]
+NODE_DIR = ROOT / "tests" / "node"
 reg = JobRegistry()
 log = logging.getLogger("tests.tracing")
 
@@ -84,6 +87,7 @@ def collected() -> Iterator[Collect]:
 
 def make_app(prefix: str, provider: TracerProvider, **settings: Any) -> App:
     settings.setdefault("record_jobs", False)
+    settings.setdefault("redis_url", REDIS_URL)
     config = AppConfig(environ={}, bull_prefix=prefix, app_env="production", **settings)
     return create_app(
         config=config,
@@ -102,6 +106,17 @@ async def app(prefix: str, provider: TracerProvider) -> AsyncIterator[App]:
     application.runner = runner
     yield application
     await application.stop()
+
+
+async def run_node(script: str, spec: dict[str, Any], prefix: str, queue: str = "default") -> Any:
+    """Run a tests/node script on the test Redis; its one line of JSON output."""
+    env = {**os.environ, "REDIS_URL": REDIS_URL, "PREFIX": prefix, "QUEUE": queue}
+    result = await asyncio.to_thread(
+        subprocess.run, ["node", script, json.dumps(spec)],
+        cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
 
 
 def consumer_spans(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
@@ -182,7 +197,7 @@ async def test_without_a_span_there_is_no_traceparent_and_a_new_trace(
 async def test_tracing_false_never_touches_job_options(
     prefix: str, provider: TracerProvider
 ) -> None:
-    config = AppConfig(environ={}, bull_prefix=prefix, app_env="test")
+    config = AppConfig(environ={}, redis_url=REDIS_URL, bull_prefix=prefix, app_env="test")
     traced, untraced = (
         create_app(config=config, registry=reg, tracing=True),
         create_app(config=config, registry=reg, tracing=False),
@@ -238,14 +253,7 @@ async def test_a_node_producers_traceparent_is_the_handlers_parent(
         "data": {"from": "node"},
         "opts": {"traceparent": f"00-{trace_id}-{span_id}-01", "tracestate": "vendor=opaque"},
     }
-    env = {**os.environ, "PREFIX": prefix, "QUEUE": "default"}
-    result = await asyncio.to_thread(
-        subprocess.run,
-        ["node", str(ROOT / "tests" / "node" / "trace_produce.mjs"), json.dumps(spec)],
-        cwd=ROOT / "tests" / "node", env=env, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    added = json.loads(result.stdout.splitlines()[-1])
+    added = await run_node("trace_produce.mjs", spec, prefix)
     assert added["opts"]["traceparent"] == spec["opts"]["traceparent"]
     async with bull_queue("default", prefix) as queue:
         job = await wait_finished(queue, str(added["id"]))
@@ -255,3 +263,109 @@ async def test_a_node_producers_traceparent_is_the_handlers_parent(
     assert (f"{span.parent.trace_id:032x}", f"{span.parent.span_id:016x}") == (trace_id, span_id)
     assert span.context.trace_state.get("vendor") == "opaque"
     assert span.attributes is not None and span.attributes["messaging.message.id"] == added["id"]
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+OTHER = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+BOTH = {"traceparent": TRACEPARENT, "tracestate": "v=1"}
+ONLY = {"traceparent": TRACEPARENT}
+
+
+@pytest.mark.parametrize(
+    ("opts", "expected"),
+    [
+        (BOTH, BOTH),
+        # BullMQ telemetry: "tm" as Redis holds it, telemetry.metadata as Node reads it.
+        ({"tm": json.dumps(BOTH)}, BOTH),
+        ({"telemetry": {"metadata": json.dumps(BOTH)}}, BOTH),
+        ({"tm": ONLY}, ONLY),
+        ({"telemetry": {"metadata": ONLY}}, ONLY),
+        ({"tm": json.dumps({**ONLY, "baggage": "k=v"})}, ONLY),
+        # A traceparent option wins, without the other carrier's tracestate.
+        ({"traceparent": OTHER, "tm": json.dumps(BOTH)}, {"traceparent": OTHER}),
+        ({"traceparent": "not-w3c", "tm": json.dumps(BOTH)}, BOTH),
+        ({"tm": "{not json"}, {}),
+        ({"tm": json.dumps([TRACEPARENT])}, {}),
+        ({"tm": json.dumps({"traceparent": "00-abc"})}, {}),
+        ({"telemetry": json.dumps(BOTH)}, {}),
+        ({"telemetry": {"omitContext": True}}, {}),
+        ({}, {}),
+        (None, {}),
+    ],
+)
+def test_the_trace_context_of_job_options(opts: Any, expected: dict[str, str]) -> None:
+    assert job_trace_context(opts) == expected
+    trace_id = expected["traceparent"].split("-")[1] if expected else None
+    assert recorded_trace_id(opts) == trace_id  # the _jobs.traceId column
+
+
+async def wait_recorded(
+    store: JobStore, exporter: InMemorySpanExporter, job_ids: list[str]
+) -> dict[str, Any]:
+    """The _jobs rows of the default queue's ``job_ids``, once their spans have ended too."""
+    rows: dict[str, Any] = {}
+
+    async def recorded() -> bool:
+        for job_id in job_ids:
+            rows[job_id] = await store.get(f"default:{job_id}")
+        spans = consumer_spans(exporter, "TracedJob")
+        ended = {(s.attributes or {}).get("messaging.message.id") for s in spans}
+        return all(rows.values()) and ended >= set(job_ids)
+
+    await eventually(recorded, timeout=15)
+    return {job_id: found[-1] for job_id, found in rows.items()}
+
+
+@pytest.mark.node
+async def test_a_node_producer_with_bullmq_telemetry_is_the_handlers_parent(
+    prefix: str, provider: TracerProvider, exporter: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    sqlite_path = str(tmp_path / "jobs.sqlite3")
+    app = make_app(prefix, provider, record_jobs=True, sqlite_path=sqlite_path,
+                   recorder_sweep_interval=0.5)  # fmt: skip
+    runner = app.create_runner()
+    await runner.start()
+    store = open_store(None, sqlite_path=sqlite_path)
+    try:
+        jobs = [{"name": "TracedJob"}, {"name": "TracedJob", "opts": {"traceparent": OTHER}}]
+        spec = {"jobs": jobs}
+        produced = await run_node("otel_produce.mjs", spec, prefix)
+        request = produced["request"]
+        plain, explicit = produced["jobs"]
+        [add] = [
+            s
+            for s in produced["spans"]
+            if s["kind"] == "PRODUCER" and s["attributes"]["bullmq.job.id"] == plain["id"]
+        ]
+        assert (add["name"], add["traceId"], add["parentSpanId"]) == (
+            "add default.TracedJob", request["traceId"], request["spanId"]
+        )  # fmt: skip
+        # The wire: Redis holds the propagation headers as a JSON string under "tm",
+        # which Node reads back as opts.telemetry.metadata.
+        headers = {"traceparent": f"00-{add['traceId']}-{add['spanId']}-01"}
+        assert json.loads(plain["rawOpts"]["tm"]) == headers
+        assert plain["opts"]["telemetry"] == {"metadata": plain["rawOpts"]["tm"]}
+        assert "traceparent" not in plain["rawOpts"]
+
+        await store.open()
+        rows = await wait_recorded(store, exporter, [plain["id"], explicit["id"]])
+        # The handler's span continues Node's "add" span, in Node's trace.
+        span = span_of(exporter, "TracedJob", plain["id"])
+        assert span.parent is not None and span.parent.is_remote
+        assert (f"{span.parent.trace_id:032x}", f"{span.parent.span_id:016x}") == (
+            request["traceId"], add["spanId"]
+        )  # fmt: skip
+        assert rows[plain["id"]].result["trace_id"] == request["traceId"]
+        assert rows[plain["id"]].trace_id == request["traceId"]
+        # A traceparent option beside the telemetry context wins, here and in _jobs.
+        other_trace, other_span = OTHER.split("-")[1:3]
+        span = span_of(exporter, "TracedJob", explicit["id"])
+        assert span.parent is not None
+        assert (f"{span.parent.trace_id:032x}", f"{span.parent.span_id:016x}") == (
+            other_trace, other_span
+        )  # fmt: skip
+        assert rows[explicit["id"]].trace_id == other_trace
+    finally:
+        await store.close()
+        await runner.stop(grace=1)
+        await app.stop()
