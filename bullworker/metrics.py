@@ -161,7 +161,7 @@ class _RunnerCollector:
             "Jobs in the queue by state, from getJobCounts (recorder leader only).",
             labels=["queue", "state"],
         )
-        for queue in service.runner.queues:
+        for queue in service.runner.recorded_queues or service.runner.queues:
             if not service.reports(queue):
                 continue
             if queue in service.recorder_lag:
@@ -276,7 +276,7 @@ class MetricsService:
         """Read queue depths and recorder lag of the queues this process reports."""
         timeout = self.runner.config.redis_timeout
         recording = self.recording
-        for queue in self.runner.queues:
+        for queue in self.runner.recorded_queues or self.runner.queues:
             if not self.reports(queue):
                 self.queue_counts.pop(queue, None)
                 self.recorder_lag.pop(queue, None)

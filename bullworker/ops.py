@@ -50,9 +50,10 @@ def _ms(delta: timedelta | None) -> int | None:
 
 
 def app_queues(app: App) -> list[str]:
-    """The queues of the app's jobs and of ``WORKER_QUEUES`` (``BULL_QUEUE`` if none)."""
+    """The queues of the app's jobs, ``WORKER_QUEUES`` and ``RECORD_QUEUES`` (``BULL_QUEUE`` if none)."""
     config = app.config
     found = set(app.registry.queues(config.bull_queue)) | set(config.consumed_queues or [])
+    found |= set(config.record_only_queues)
     return sorted(found) or [config.bull_queue]
 
 

@@ -270,8 +270,10 @@ class Runner:
             await self.stop(grace=0)
             raise
         log.info(
-            "runner started: queues %s, concurrency %d, jobs %s",
-            ", ".join(self.queues), self.concurrency, ", ".join(self.registry.names()),
+            "runner started: queues %s, concurrency %d, jobs %s%s",
+            ", ".join(self.queues) or "none", self.concurrency,
+            ", ".join(self.registry.names()) or "none",
+            f", recording {', '.join(self.recorded_queues)}" if self.recorded_queues else "",
         )  # fmt: skip
 
     def _new_executor(self) -> ThreadPoolExecutor:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import shutil
 import signal
@@ -23,12 +22,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from bullmq import Queue
-from typer.testing import CliRunner
 
-from bullworker import App, AppConfig, BaseJob, ConfigError, JobRegistry, create_app, keys
+from bullworker import App, AppConfig, BaseJob, JobRegistry, create_app, keys
 from bullworker import worker_job as job
-from bullworker.cli import cli
-from bullworker.recording import RecordingService, recorded_queues
+from bullworker.recording import RecordingService
 from bullworker.runner import Runner
 from bullworker.store import JobRecord, JobStore
 from tests.conftest import REDIS_URL
@@ -191,35 +188,6 @@ async def run_node(script: str, prefix: str, queue: str, spec: dict[str, Any]) -
 
 
 # --------------------------------------------------------------------------- settings
-
-
-def test_record_queues_setting_is_a_list_of_queue_names() -> None:
-    assert AppConfig(environ={}).record_only_queues == []
-    config = AppConfig(environ={"RECORD_QUEUES": " mail, reports,,mail "})
-    assert config.record_only_queues == ["mail", "reports"]
-    with pytest.raises(ConfigError, match="RECORD_QUEUES"):
-        AppConfig(environ={"RECORD_QUEUES": "mail,bull:mail"})
-
-
-def test_recorded_queues_are_the_consumed_ones_then_record_queues(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    config = AppConfig(environ={}, record_queues="node-b,a,node-c")
-    assert recorded_queues(config, ["a", "b"]) == ["a", "b", "node-b", "node-c"]
-    assert recorded_queues(config, []) == ["node-b", "a", "node-c"]
-    off = AppConfig(environ={}, record_queues="node-b", record_jobs=False)
-    with caplog.at_level(logging.WARNING, logger="bullworker.recording"):
-        assert recorded_queues(off, ["a"]) == []
-    assert "RECORD_JOBS=false" in caplog.text
-
-
-def test_start_refuses_a_bad_record_queues_option() -> None:
-    result = CliRunner().invoke(
-        cli,
-        ["start", "--app", "tests.integration.recorder_app:app", "--record-queues", "ok,bad:name"],
-    )
-    assert result.exit_code == 2, result.output
-    assert "--record-queues" in result.output and "bad:name" in result.output
 
 
 # --------------------------------------------------------------------------- recording
