@@ -4,7 +4,7 @@ Needs ``opentelemetry-api`` (``pip install 'bullworker[otel]'`` also brings the
 SDK); it is imported only when tracing is used.
 
 Two carriers of W3C Trace Context exist in BullMQ job options, and both are
-read:
+read and written:
 
 - ``traceparent`` / ``tracestate`` directly in the options, as Node's BullMQ
   instrumentation packages add them;
@@ -13,9 +13,8 @@ read:
   Redis holds it under the short key ``tm`` (which Node reads back as
   ``opts.telemetry.metadata``; the Python port leaves it ``tm``).
 
-- Producer: :func:`inject_trace_context` puts W3C ``traceparent`` (and
-  ``tracestate``) into a job's options when a span is current, the way Node's
-  BullMQ instrumentation does; ``WorkerService`` calls it for every job.
+- Producer: :func:`inject_trace_context` puts the current span's context into a
+  job's options in both carriers; ``WorkerService`` calls it for every job.
 - Consumer: :class:`TracingHook` starts a CONSUMER span ``<queue> process
   <JobName>`` whose parent is the job's context (:func:`job_trace_context`),
   makes it current while the handler runs, and ends it (status ERROR on failure).
@@ -102,20 +101,30 @@ def job_trace_context(opts: Any) -> dict[str, str]:
 
 
 def inject_trace_context(options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` plus ``traceparent``/``tracestate`` of the current span, if any.
+    """``options`` plus the current span's context, for Python and Node consumers.
 
-    Returns ``options`` itself when opentelemetry is not installed, no valid span
-    is current, or the options already carry a ``traceparent``.
+    Adds ``traceparent``/``tracestate`` and the same headers as BullMQ telemetry
+    metadata (``tm``, a JSON string), which a Node worker with ``bullmq-otel``
+    continues. A ``traceparent`` already in ``options`` wins and is copied into
+    ``tm``. Returns ``options`` itself when there is no context to add (no
+    opentelemetry, no valid current span, a non-string ``traceparent``).
     """
-    if not tracing_available() or "traceparent" in options:
-        return options
-    from opentelemetry import trace
+    if "traceparent" in options:
+        if not isinstance(options["traceparent"], str):
+            return options
+        carrier = {k: v for k in CONTEXT_KEYS if isinstance(v := options.get(k), str)}
+    else:
+        if not tracing_available():
+            return options
+        from opentelemetry import trace
 
-    if not trace.get_current_span().get_span_context().is_valid:
-        return options
-    carrier: dict[str, str] = {}
-    _propagator().inject(carrier)
-    return {**options, **{k: v for k, v in carrier.items() if k in CONTEXT_KEYS}}
+        if not trace.get_current_span().get_span_context().is_valid:
+            return options
+        injected: dict[str, str] = {}
+        _propagator().inject(injected)
+        carrier = {k: v for k, v in injected.items() if k in CONTEXT_KEYS}
+    metadata = json.dumps(carrier, separators=(",", ":"))
+    return {**options, **carrier, METADATA_KEY: metadata}
 
 
 class TracingHook(JobHook):

@@ -148,6 +148,8 @@ async def test_a_job_queued_in_a_span_continues_its_trace(
         failed = await wait_finished(queue, bad)
         synced = await wait_finished(queue, sync)
     assert done.opts["traceparent"].startswith(f"00-{trace_id}-{parent_id}-")  # then the flags
+    # The same context for a Node worker with BullMQ telemetry (opts.telemetry.metadata).
+    assert json.loads(done.opts["tm"]) == {"traceparent": done.opts["traceparent"]}
     assert done.returnvalue["trace_id"] == trace_id
     assert synced.returnvalue["trace_id"] == trace_id
     assert failed.failedReason == "RuntimeError: traced failure"
@@ -186,7 +188,7 @@ async def test_without_a_span_there_is_no_traceparent_and_a_new_trace(
     job_id = await app.worker_service.queue_job(TracedJob, {})
     async with bull_queue("default", prefix) as queue:
         job = await wait_finished(queue, job_id)
-    assert "traceparent" not in job.opts
+    assert "traceparent" not in job.opts and "tm" not in job.opts
     [span] = consumer_spans(exporter, "TracedJob")
     assert span.parent is None  # not the "boot" span the runner started in
     assert f"{span.context.trace_id:032x}" == job.returnvalue["trace_id"]
@@ -213,6 +215,7 @@ async def test_tracing_false_never_touches_job_options(
     assert kept["traceparent"].split("-")[1] == f"{parent.get_span_context().trace_id:032x}"
     assert untraced.worker_service.queued[0].opts == {}
     assert traced.worker_service.queued[1].opts["traceparent"] == own  # the caller's wins
+    assert json.loads(traced.worker_service.queued[1].opts["tm"]) == {"traceparent": own}
 
 
 async def test_the_jobs_row_has_the_trace_id(
@@ -369,3 +372,31 @@ async def test_a_node_producer_with_bullmq_telemetry_is_the_handlers_parent(
         await store.close()
         await runner.stop(grace=1)
         await app.stop()
+
+
+@pytest.mark.node
+async def test_a_node_worker_with_bullmq_telemetry_continues_a_python_trace(
+    prefix: str, provider: TracerProvider
+) -> None:
+    config = AppConfig(environ={}, redis_url=REDIS_URL, bull_prefix=prefix,
+                       app_env="production", record_jobs=False)  # fmt: skip
+    producer = create_app(config=config, registry=reg)
+    try:
+        with provider.get_tracer("test").start_as_current_span("request") as parent:
+            job_id = await producer.worker_service.queue_job(TracedJob, {"to": "node"})
+    finally:
+        await producer.stop()
+    trace_id = f"{parent.get_span_context().trace_id:032x}"
+    span_id = f"{parent.get_span_context().span_id:016x}"
+
+    consumed = await run_node("otel_consume.mjs", {"count": 1}, prefix)
+    assert consumed["failed"] == []
+    [job] = consumed["jobs"]
+    assert job["id"] == job_id
+    metadata = job["opts"]["telemetry"]["metadata"]  # what bullmq-otel parses
+    assert json.loads(metadata) == {"traceparent": job["opts"]["traceparent"]}
+    [process] = [s for s in consumed["spans"] if s["kind"] == "CONSUMER"]
+    assert process["name"] == "process default"
+    assert process["attributes"]["bullmq.job.id"] == job_id
+    assert (process["traceId"], process["parentSpanId"]) == (trace_id, span_id)
+    assert job["active"] == {"traceId": trace_id, "spanId": process["spanId"]}
