@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
-REDIS_URL = os.environ.get("BULLWORKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-PG_DSN = os.environ.get("BULLWORKER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# The servers of the tests are named in tests/helpers.py only (tests/faults imports them from here).
+from tests.helpers import PG_DSN, REDIS_URL
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PG_DSN, REDIS_URL
+from tests.helpers import PG_DSN, REDIS_URL
 
 ROOT = Path(__file__).resolve().parents[1]
 

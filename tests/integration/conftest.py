@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -11,6 +10,7 @@ import pytest
 from psycopg import sql
 
 from bullworker.store import JobStore, open_store
+from tests.helpers import bullworker_env
 
 
 @pytest.fixture
@@ -34,12 +34,6 @@ async def store(pg_dsn: str, pg_schema: str) -> AsyncIterator[JobStore]:
 @pytest.fixture
 def env(prefix: str, pg_dsn: str, pg_schema: str) -> dict[str, str]:
     """The environment of every ``bullworker`` process of a test."""
-    base = {k: v for k, v in os.environ.items() if k != "BULLWORKER_APP"}
-    base.update(
-        BULL_PREFIX=prefix,
-        DATABASE_URL=pg_dsn,
-        DATABASE_SCHEMA=pg_schema,
-        APP_ENV="production",
-        PYTHONUNBUFFERED="1",
+    return bullworker_env(
+        BULL_PREFIX=prefix, DATABASE_URL=pg_dsn, DATABASE_SCHEMA=pg_schema, APP_ENV="production"
     )
-    return base

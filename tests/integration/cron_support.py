@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import statistics
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from bullworker import AppConfig, JobRegistry, Runner, create_app
+from tests.helpers import app_config, bullworker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.integration.cron_app:app"
@@ -17,7 +17,7 @@ APP = "tests.integration.cron_app:app"
 
 def config_for(prefix: str, **settings: Any) -> AppConfig:
     settings.setdefault("record_jobs", False)  # finished jobs stay in Redis for inspection
-    return AppConfig(environ={}, bull_prefix=prefix, app_env="production", **settings)
+    return app_config(bull_prefix=prefix, app_env="production", **settings)
 
 
 def tick_of(job_id: str) -> int:
@@ -63,8 +63,6 @@ async def running(prefix: str, registry: JobRegistry, **settings: Any) -> AsyncI
 
 
 def subprocess_env(prefix: str, **settings: str) -> dict[str, str]:
-    ours = {name.upper() for name in AppConfig.settings()} | {"BULLWORKER_APP"}
-    env = {k: v for k, v in os.environ.items() if k not in ours}
-    env.update(BULL_PREFIX=prefix, APP_ENV="production", RECORD_JOBS="false", PYTHONUNBUFFERED="1")
-    env.update(settings)
-    return env
+    """The environment of a ``bullworker`` subprocess; recording off unless ``settings`` say."""
+    base = {"BULL_PREFIX": prefix, "APP_ENV": "production", "RECORD_JOBS": "false"}
+    return bullworker_env(**{**base, **settings})

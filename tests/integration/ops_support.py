@@ -15,8 +15,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bullworker import App, AppConfig, create_app
+from bullworker import App, create_app
 from bullworker.store import JobRecord
+from tests.helpers import app_config
 from tests.integration import ops_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,8 +47,7 @@ async def ok_json(env: dict[str, str], *args: str) -> Any:
 
 
 def make_app(prefix: str, pg_dsn: str, pg_schema: str, **settings: Any) -> App:
-    config = AppConfig(
-        environ={},
+    config = app_config(
         bull_prefix=prefix,
         app_env="production",
         database_url=pg_dsn,

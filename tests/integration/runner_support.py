@@ -7,7 +7,8 @@ import contextvars
 import threading
 from typing import Any, TypedDict
 
-from bullworker import App, AppConfig, BaseJob, JobRegistry, create_app, worker_job
+from bullworker import App, BaseJob, JobRegistry, create_app, worker_job
+from tests.helpers import app_config
 
 reg = JobRegistry()
 
@@ -109,7 +110,7 @@ class ContextJob(BaseJob[dict[str, bool], str]):
 
 def make_app(prefix: str, *, registry: JobRegistry = reg, **settings: Any) -> App:
     settings.setdefault("record_jobs", False)  # these tests inspect finished jobs in Redis
-    config = AppConfig(environ={}, bull_prefix=prefix, app_env="production", **settings)
+    config = app_config(bull_prefix=prefix, app_env="production", **settings)
     return create_app(
         config=config, enable_worker=True, providers=[Mailer, Seen], registry=registry
     )

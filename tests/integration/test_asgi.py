@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bullworker import App, AppConfig, BaseJob, JobRegistry, create_app, worker_job
+from bullworker import App, BaseJob, JobRegistry, create_app, worker_job
 from bullworker.asgi import get_bullworker_app, get_worker_service, lifespan
-from tests.helpers import bull_queue, eventually, wait_finished
+from tests.helpers import REDIS_URL, app_config, bull_queue, eventually, wait_finished
 
 with warnings.catch_warnings():  # Starlette now prefers the httpx2 fork; httpx still works
     warnings.simplefilter("ignore")
@@ -62,7 +62,7 @@ class NeedsMissing(BaseJob[dict[str, Any], None]):
 
 
 def make_app(prefix: str, app_env: str) -> App:
-    config = AppConfig(environ={}, bull_prefix=prefix, app_env=app_env, record_jobs=False)
+    config = app_config(bull_prefix=prefix, app_env=app_env, record_jobs=False)
     return create_app(config=config, enable_worker=True, registry=reg, providers=[Notes])
 
 
@@ -162,7 +162,7 @@ async def test_production_queues_but_does_not_run(prefix: str) -> None:
 
 
 async def test_a_runner_that_cannot_start_fails_the_startup(prefix: str) -> None:
-    config = AppConfig(environ={}, bull_prefix=prefix, app_env="development", record_jobs=False)
+    config = app_config(bull_prefix=prefix, app_env="development", record_jobs=False)
     bullworker_app = create_app(config=config, enable_worker=True, registry=broken)
     api = Starlette(lifespan=lifespan(bullworker_app))
     async with lifespan_protocol(api) as sent:
@@ -176,8 +176,9 @@ async def test_a_runner_that_cannot_start_fails_the_startup(prefix: str) -> None
 async def test_the_fastapi_example_queues_a_job_that_runs(prefix: str) -> None:
     from examples import fastapi_app
 
-    config = fastapi_app.app.config
+    config = fastapi_app.app.config  # read from the environment when the example was imported
     config.bull_prefix, config.app_env, config.record_jobs = prefix, "development", False
+    config.redis_url = REDIS_URL
     async with lifespan_protocol(fastapi_app.api):
         assert fastapi_app.app.runner is not None
         transport = httpx.ASGITransport(app=fastapi_app.api)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -12,24 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import bull_queue, eventually, wait_finished
+from tests.helpers import bull_queue, bullworker_env, eventually, wait_finished
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.integration.cli_app:app"
 
 
 def env_for(prefix: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "BULLWORKER_APP"}
-    env.update(
-        {
-            "BULL_PREFIX": prefix,
-            "APP_ENV": "production",
-            "PYTHONUNBUFFERED": "1",
-            "RECORD_JOBS": "false",
-        }
-    )
-    env.update(extra)
-    return env
+    base = {"BULL_PREFIX": prefix, "APP_ENV": "production", "RECORD_JOBS": "false"}
+    return bullworker_env(**{**base, **extra})
 
 
 def bullworker(
@@ -107,7 +97,16 @@ def test_payload_that_fails_validation(prefix: str) -> None:
 
 def test_unreachable_redis_gives_up_after_the_timeout(prefix: str) -> None:
     started = time.monotonic()
-    result = bullworker(prefix, "queue", "CliOther", "--app", APP, "--timeout", "1", REDIS_PORT="1")
+    result = bullworker(
+        prefix,
+        "queue",
+        "CliOther",
+        "--app",
+        APP,
+        "--timeout",
+        "1",
+        REDIS_URL="redis://127.0.0.1:1/0",
+    )
     assert_clean_error(result, "did not answer within 1 s")
     assert time.monotonic() - started < 10
 

@@ -165,7 +165,7 @@ async def test_a_bad_cron_timezone_stops_the_runner_with_a_clear_error(prefix: s
 async def test_redis_trouble_during_install_is_logged_not_raised(
     prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = config_for(prefix, redis_port=1, redis_timeout=0.5)
+    config = config_for(prefix, redis_url="redis://127.0.0.1:1/0", redis_timeout=0.5)
     started = time.monotonic()
     await CronService(config, v1, ["cron-q"]).start()
     assert time.monotonic() - started < 5

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 
 from bullworker import BaseJob, JobRegistry, worker_job
 from bullworker.cron import CronService, next_fire_times
-from tests.helpers import bull_queue
+from tests.helpers import bull_queue, node_env
 from tests.integration.cron_support import (
     ROOT,
     config_for,
@@ -46,9 +45,8 @@ async def run_node(script: str, prefix: str, queue: str, spec: dict[str, Any]) -
         pytest.fail("node is not on PATH: the cron interop tests need Node.js 20+")
     if not (NODE_DIR / "node_modules" / "bullmq" / "package.json").is_file():
         pytest.fail("run `npm ci --prefix tests/node` first", pytrace=False)
-    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:6379/0", "PREFIX": prefix, "QUEUE": queue}
     proc = await asyncio.create_subprocess_exec(
-        node, script, json.dumps(spec), cwd=NODE_DIR, env=env,
+        node, script, json.dumps(spec), cwd=NODE_DIR, env=node_env(prefix, queue),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:

@@ -9,7 +9,6 @@ import tempfile
 from typing import Any
 
 import pytest
-from bullmq import Queue
 
 from bullworker import BaseJob, JobRegistry, keys, worker_job
 from bullworker.cron import CronService
@@ -62,7 +61,16 @@ async def test_schedules_are_installed_once_redis_answers(prefix: str) -> None:
     if server is None:
         pytest.fail("redis-server is not on PATH")
     port = free_port()
-    config = config_for(prefix, redis_port=port, redis_timeout=0.5)
+    private = f"redis://127.0.0.1:{port}/0"
+    config = config_for(prefix, redis_url=private, redis_timeout=0.5)
+
+    async def installed() -> bool:
+        async with bull_queue("cron-repair", prefix, private) as queue:
+            try:
+                return SCHEDULER in {s["key"] for s in await queue.getJobSchedulers()}
+            except Exception:
+                return False
+
     service = CronService(config, repair, ["cron-repair"], check_interval=0.3)
     await service.start()  # nothing listens yet: logged, retried later
     with tempfile.TemporaryDirectory() as workdir:
@@ -71,17 +79,6 @@ async def test_schedules_are_installed_once_redis_answers(prefix: str) -> None:
             stdout=subprocess.DEVNULL,
         )
         try:
-            queue_settings = {"host": "127.0.0.1", "port": port}
-
-            async def installed() -> bool:
-                queue = Queue("cron-repair", {"prefix": prefix, "connection": queue_settings})
-                try:
-                    return SCHEDULER in {s["key"] for s in await queue.getJobSchedulers()}
-                except Exception:
-                    return False
-                finally:
-                    await queue.close()
-
             await eventually(installed, timeout=10)
         finally:
             await service.stop()

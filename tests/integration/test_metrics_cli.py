@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import bull_queue, wait_finished
+from tests.helpers import bull_queue, bullworker_env, wait_finished
 from tests.integration.metrics_support import http_get, scrape, value, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,10 +40,8 @@ def free_ports(count: int) -> int:
 
 
 def cli_env(prefix: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BULLWORKER_")}
-    env.update(BULL_PREFIX=prefix, APP_ENV="production", PYTHONUNBUFFERED="1", RECORD_JOBS="false")
-    env.update(extra)
-    return env
+    base = {"BULL_PREFIX": prefix, "APP_ENV": "production", "RECORD_JOBS": "false"}
+    return bullworker_env(**{**base, **extra})
 
 
 def start_cli(prefix: str, *args: str, **extra: str) -> subprocess.Popen[str]:

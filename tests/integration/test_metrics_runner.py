@@ -12,9 +12,17 @@ from typing import Any
 
 import pytest
 
-from bullworker import App, AppConfig, BaseJob, JobRegistry, Runner, create_app, worker_job
+from bullworker import App, BaseJob, JobRegistry, Runner, create_app, worker_job
 from bullworker.metrics import MetricsService, install_metrics
-from tests.helpers import bull_queue, eventually, wait_finished
+from bullworker.redaction import redact_url
+from tests.helpers import (
+    app_config,
+    bull_queue,
+    eventually,
+    redis_address,
+    redis_url_at,
+    wait_finished,
+)
 from tests.integration.metrics_support import http_get, scrape, value, wait_ready
 from tests.proxy import TcpProxy
 
@@ -51,8 +59,7 @@ class HoldJob(BaseJob[dict[str, Any], str]):
 
 
 def make_app(prefix: str, tmp_path: Path, **settings: Any) -> App:
-    config = AppConfig(
-        environ={},
+    config = app_config(
         bull_prefix=prefix,
         app_env="production",
         sqlite_path=str(tmp_path / "jobs.sqlite3"),
@@ -212,9 +219,10 @@ async def test_healthz_and_readyz(served: tuple[App, Runner, MetricsService]) ->
 
 
 async def test_readyz_is_503_while_redis_is_unreachable(prefix: str, tmp_path: Path) -> None:
-    proxy = TcpProxy("127.0.0.1", 6379)
+    proxy = TcpProxy(*redis_address())
     await proxy.start()
-    app = make_app(prefix, tmp_path, redis_port=proxy.port, redis_timeout=2.0, record_jobs=False)
+    via_proxy = redis_url_at(proxy.port)
+    app = make_app(prefix, tmp_path, redis_url=via_proxy, redis_timeout=2.0, record_jobs=False)
     runner = app.create_runner()
     service = install_metrics(runner, port=0, host="127.0.0.1", refresh_interval=0.2)
     await runner.start()
@@ -226,7 +234,7 @@ async def test_readyz_is_503_while_redis_is_unreachable(prefix: str, tmp_path: P
         assert time.monotonic() - started < 3  # a short PING timeout, not the client's
         assert status == 503
         reason = json.loads(body)["reason"]
-        assert reason.startswith(f"Redis at redis://127.0.0.1:{proxy.port}/0 unreachable ("), reason
+        assert reason.startswith(f"Redis at {redact_url(via_proxy)} unreachable ("), reason
         await proxy.restore()
 
         async def ready() -> bool:

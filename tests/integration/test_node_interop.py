@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import signal
 import sys
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 
 from bullworker import AppConfig, Runner, create_app
+from tests import helpers
 from tests.integration import interop_app
 from tests.integration.interop_app import EchoJob, echo_result, reg
 
@@ -81,7 +81,7 @@ def bullworker_bin() -> str:
 def config_for(prefix: str, redis_url: str) -> AppConfig:
     """In-process config. Recording is off: finished jobs must stay in Redis so
     that Node can read their state, attemptsMade and failedReason afterwards."""
-    return AppConfig(
+    return helpers.app_config(
         bull_prefix=prefix,
         bull_queue=QUEUE,
         redis_url=redis_url,
@@ -93,14 +93,11 @@ def config_for(prefix: str, redis_url: str) -> AppConfig:
 def subprocess_env(prefix: str, redis_url: str, **settings: str) -> dict[str, str]:
     """The environment of a ``bullworker`` subprocess: the test's settings only.
 
-    Every variable AppConfig reads is dropped from the inherited environment,
-    then the prefix, queue, Redis URL and ``settings`` (``SQLITE_PATH=...``) are set.
+    Every variable AppConfig reads (and every ``BULLWORKER_*``) is dropped from the inherited
+    environment, then the prefix, queue, Redis URL and ``settings`` (``SQLITE_PATH=...``) are set.
     """
-    ours = {name.upper() for name in AppConfig.settings()} | {"BULLWORKER_APP"}
-    env = {k: v for k, v in os.environ.items() if k not in ours}
-    env.update(BULL_PREFIX=prefix, BULL_QUEUE=QUEUE, REDIS_URL=redis_url, APP_ENV="production")
-    env.update(settings)
-    return env
+    base = {"BULL_PREFIX": prefix, "BULL_QUEUE": QUEUE, "REDIS_URL": redis_url}
+    return helpers.bullworker_env(**{**base, "APP_ENV": "production", **settings})
 
 
 async def reap(proc: asyncio.subprocess.Process) -> None:
@@ -131,7 +128,7 @@ class NodeScripts:
                 pytrace=False,
             )
         self.node = node
-        self.env = {**os.environ, "REDIS_URL": redis_url, "PREFIX": prefix, "QUEUE": QUEUE}
+        self.env = helpers.node_env(prefix, QUEUE, redis_url)
 
     async def run(self, script: str, spec: dict[str, Any], timeout: float = 15.0) -> Any:
         """Run one script; return the JSON line it printed (fail on a non-zero exit)."""
@@ -194,13 +191,8 @@ async def python_runner(prefix: str, redis_url: str) -> AsyncIterator[Runner]:
 @contextlib.asynccontextmanager
 async def bull_queue(prefix: str, redis_url: str) -> AsyncIterator[Any]:
     """A plain bullmq (Python) Queue on the test's queue, for reading jobs back."""
-    from bullmq import Queue
-
-    queue = Queue(QUEUE, {"prefix": prefix, "connection": redis_url})
-    try:
+    async with helpers.bull_queue(QUEUE, prefix, redis_url) as queue:
         yield queue
-    finally:
-        await queue.close()
 
 
 @pytest.fixture(autouse=True)

@@ -36,7 +36,8 @@ async def test_doctor_is_happy_with_the_local_setup(env: dict[str, str]) -> None
 
 async def test_doctor_fails_on_unreachable_redis(env: dict[str, str]) -> None:
     started = time.monotonic()
-    result = await bullworker(env, "doctor", "--app", APP, REDIS_PORT="1", REDIS_TIMEOUT="1")
+    nowhere = "redis://127.0.0.1:1/0"
+    result = await bullworker(env, "doctor", "--app", APP, REDIS_URL=nowhere, REDIS_TIMEOUT="1")
     assert time.monotonic() - started < 15
     assert result.returncode == 1
     [line] = [ln for ln in result.stdout.splitlines() if ln.startswith("FAIL")]
@@ -45,7 +46,7 @@ async def test_doctor_fails_on_unreachable_redis(env: dict[str, str]) -> None:
     report = json.loads(
         (
             await bullworker(
-                env, "doctor", "--app", APP, "--json", REDIS_PORT="1", REDIS_TIMEOUT="1"
+                env, "doctor", "--app", APP, "--json", REDIS_URL=nowhere, REDIS_TIMEOUT="1"
             )
         ).stdout
     )
@@ -99,14 +100,14 @@ def evicting_redis() -> Iterator[int]:
 async def test_doctor_warns_about_an_evicting_redis(
     env: dict[str, str], evicting_redis: int
 ) -> None:
-    port = str(evicting_redis)
-    result = await bullworker(env, "doctor", "--app", APP, REDIS_PORT=port)
+    evicting = f"redis://127.0.0.1:{evicting_redis}/0"
+    result = await bullworker(env, "doctor", "--app", APP, REDIS_URL=evicting)
     assert result.returncode == 0, result.stdout
     lines = result.stdout.splitlines()
     [warning] = [ln for ln in lines if ln.startswith("WARN  maxmemory-policy")]
     assert "maxmemory-policy is allkeys-lru" in warning
     assert "CONFIG SET maxmemory-policy noeviction" in result.stdout
     assert "redis.conf" in result.stdout
-    report = await ok_json({**env, "REDIS_PORT": port}, "doctor")
+    report = await ok_json({**env, "REDIS_URL": evicting}, "doctor")
     [policy] = [c for c in report["checks"] if c["check"] == "maxmemory-policy"]
     assert policy["level"] == "WARN" and report["ok"] is True

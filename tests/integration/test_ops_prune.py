@@ -13,12 +13,12 @@ import pytest
 import redis.asyncio as aioredis
 from psycopg import sql
 
-from bullworker import AppConfig, keys
+from bullworker import keys
 from bullworker.durations import DurationError, parse_duration, parse_since
 from bullworker.recording import RecordingService
 from bullworker.store import JobStore, open_store
 from bullworker.store import schema as q
-from tests.helpers import eventually
+from tests.helpers import app_config, eventually
 from tests.integration.ops_support import APP, bullworker, failed_row, ok_json, row
 
 # --------------------------------------------------------------------------- prune + retention
@@ -55,8 +55,7 @@ async def test_retention_is_applied_by_the_leader_only(
     await store.insert_records(
         [row("old", age=timedelta(days=8)), failed_row("recent"), row("new", age=timedelta(days=6))]
     )
-    config = AppConfig(
-        environ={},
+    config = app_config(
         bull_prefix=prefix,
         database_url=pg_dsn,
         database_schema=pg_schema,
@@ -88,8 +87,7 @@ async def test_retention_is_applied_by_the_leader_only(
 async def test_retention_survives_an_unreachable_database(
     prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = AppConfig(
-        environ={},
+    config = app_config(
         bull_prefix=prefix,
         database_url="postgresql://postgres:secret@127.0.0.1:1/test",
         jobs_retention="1d",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -17,11 +16,20 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 
-from bullworker import App, AppConfig, BaseJob, JobRegistry, create_app, keys, worker_job
+from bullworker import App, BaseJob, JobRegistry, create_app, keys, worker_job
 from bullworker.connection import redis_client
 from bullworker.recorder import REMOVE_IF_UNCHANGED, Recorder
 from bullworker.store import JobStore, open_store
-from tests.helpers import bull_queue, eventually, wait_finished
+from tests.helpers import (
+    REDIS_URL,
+    app_config,
+    bull_queue,
+    bullworker_env,
+    eventually,
+    pg_address,
+    pg_dsn_at,
+    wait_finished,
+)
 from tests.proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,12 +75,12 @@ async def store(
 
 
 def make_app(prefix: str, **settings: Any) -> App:
-    config = AppConfig(environ={}, bull_prefix=prefix, app_env="production", **settings)
+    config = app_config(bull_prefix=prefix, app_env="production", **settings)
     return create_app(config=config, enable_worker=True, registry=reg)
 
 
 def make_recorder(prefix: str, queue: str, job_store: JobStore, **opts: Any) -> Recorder:
-    client = aioredis.Redis.from_url("redis://127.0.0.1:6379/0", decode_responses=True)
+    client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
 
     async def ready() -> JobStore:
         await job_store.open()
@@ -82,7 +90,7 @@ def make_recorder(prefix: str, queue: str, job_store: JobStore, **opts: Any) -> 
         queue=queue,
         prefix=prefix,
         redis=client,
-        events_redis=lambda: redis_client(AppConfig(environ={}).redis_settings()),
+        events_redis=lambda: redis_client(app_config().redis_settings()),
         store=ready,
         **opts,
     )
@@ -107,7 +115,7 @@ async def run_jobs(
 
 
 async def finished_in_redis(prefix: str, queue: str) -> int:
-    client = aioredis.Redis(decode_responses=True)
+    client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
         return sum(
             [await client.zcard(keys.queue_key(prefix, queue, s)) for s in keys.FINISHED_SETS]
@@ -226,9 +234,9 @@ async def _redis_empty(prefix: str, queues: list[str]) -> bool:
 
 
 async def test_database_outage_loses_nothing(prefix: str, pg_dsn: str, pg_schema: str) -> None:
-    proxy = TcpProxy("127.0.0.1", 5432)
+    proxy = TcpProxy(*pg_address())
     await proxy.start()
-    via_proxy = f"postgresql://postgres@127.0.0.1:{proxy.port}/test"
+    via_proxy = pg_dsn_at(proxy.port)
     store = open_store(via_proxy, pg_schema=pg_schema, connect_timeout=1.0)
     direct = open_store(pg_dsn, pg_schema=pg_schema)
     await direct.open()
@@ -263,18 +271,17 @@ async def test_database_outage_loses_nothing(prefix: str, pg_dsn: str, pg_schema
 async def test_leader_killed_mid_stream_another_takes_over(
     prefix: str, pg_dsn: str, pg_schema: str
 ) -> None:
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "BULLWORKER_APP"},
-        "BULL_PREFIX": prefix,
-        "APP_ENV": "production",
-        "DATABASE_URL": pg_dsn,
-        "DATABASE_SCHEMA": pg_schema,
-        "LEADER_TTL": "2",
-        "RECORDER_SWEEP_INTERVAL": "1",
-        "WORKER_LOCK_DURATION": "2000",
-        "WORKER_STALLED_INTERVAL": "1000",
-        "SHUTDOWN_GRACE": "2",
-    }
+    env = bullworker_env(
+        BULL_PREFIX=prefix,
+        APP_ENV="production",
+        DATABASE_URL=pg_dsn,
+        DATABASE_SCHEMA=pg_schema,
+        LEADER_TTL="2",
+        RECORDER_SWEEP_INTERVAL="1",
+        WORKER_LOCK_DURATION="2000",
+        WORKER_STALLED_INTERVAL="1000",
+        SHUTDOWN_GRACE="2",
+    )
     cmd = [
         sys.executable,
         "-m",
@@ -289,7 +296,7 @@ async def test_leader_killed_mid_stream_another_takes_over(
         )
     ]
     info_key = keys.leader_info_key(prefix, "default")
-    client = aioredis.Redis(decode_responses=True)
+    client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
     store = open_store(pg_dsn, pg_schema=pg_schema)
     await store.open()
     try:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bullworker import App, AppConfig, JobHook, JobRun, WorkerService, create_app
-from tests.helpers import bull_queue, eventually, wait_finished
+from bullworker import App, JobHook, JobRun, WorkerService, create_app
+from tests.helpers import app_config, bull_queue, eventually, wait_finished
 from tests.integration.runner_support import (
     CURRENT,
     ContextJob,
@@ -56,7 +56,7 @@ class BrokenHook(JobHook):
 
 async def test_hooks_see_every_run_and_cannot_break_jobs(prefix: str) -> None:
     hook = RecordingHook()
-    config = AppConfig(environ={}, bull_prefix=prefix, app_env="production", record_jobs=False)
+    config = app_config(bull_prefix=prefix, app_env="production", record_jobs=False)
     app = create_app(config=config, enable_worker=True, registry=reg, providers=[Mailer, Seen],
                      hooks=[BrokenHook(), hook])  # fmt: skip
     runner = app.create_runner()

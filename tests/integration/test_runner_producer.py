@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from bullworker import (
-    AppConfig,
     BaseJob,
     DependencyError,
     JobRegistry,
@@ -18,7 +17,7 @@ from bullworker import (
     create_app,
     worker_job,
 )
-from tests.helpers import bull_queue
+from tests.helpers import app_config, bull_queue
 from tests.integration.runner_support import (
     FailingJob,
     Mailer,
@@ -50,9 +49,7 @@ async def test_producer_side_validation_never_reaches_redis(prefix: str) -> None
 
 
 async def test_test_mode_keeps_jobs_instead_of_queueing(prefix: str) -> None:
-    app = create_app(
-        config=AppConfig(environ={"APP_ENV": "test"}, bull_prefix=prefix), registry=reg
-    )
+    app = create_app(config=app_config(app_env="test", bull_prefix=prefix), registry=reg)
     job_id = await app.worker_service.queue_job(SyncJob, {"n": 3}, delay=5)
     assert job_id == "test-1"
     kept = app.worker_service.queued
@@ -64,7 +61,7 @@ async def test_test_mode_keeps_jobs_instead_of_queueing(prefix: str) -> None:
 
 
 async def test_unreachable_redis_fails_fast_with_a_clear_error(prefix: str) -> None:
-    app = make_app(prefix, redis_port=1, redis_timeout=1.0)
+    app = make_app(prefix, redis_url="redis://127.0.0.1:1/0", redis_timeout=1.0)
     started = time.monotonic()
     with pytest.raises(QueueUnavailable, match=r"redis://127.0.0.1:1/0 did not answer within 1 s"):
         await app.worker_service.queue_job(SyncJob, {"n": 1})
@@ -92,7 +89,7 @@ async def test_missing_dependency_is_reported_when_the_runner_starts(prefix: str
 
 async def test_app_context_starts_the_runner_only_where_it_should(prefix: str) -> None:
     async with create_app(
-        config=AppConfig(environ={"APP_ENV": "development"}, bull_prefix=prefix, record_jobs=False),
+        config=app_config(app_env="development", bull_prefix=prefix, record_jobs=False),
         enable_worker=True,
         providers=[Mailer, Seen],
         registry=reg,
@@ -103,9 +100,7 @@ async def test_app_context_starts_the_runner_only_where_it_should(prefix: str) -
         assert prod.runner is None
     async with make_app(prefix, enable_job_runner=True) as enabled:
         assert enabled.runner is not None
-    async with create_app(
-        config=AppConfig(environ={}, bull_prefix=prefix), registry=reg
-    ) as producer_only:
+    async with create_app(config=app_config(bull_prefix=prefix), registry=reg) as producer_only:
         assert producer_only.runner is None
 
 

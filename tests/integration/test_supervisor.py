@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bullworker import keys
 from bullworker.store import open_store
-from tests.helpers import bull_queue, eventually
+from tests.helpers import REDIS_URL, bull_queue, bullworker_env, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,17 +23,16 @@ def children(pid: int) -> set[int]:
 
 
 async def test_processes_are_supervised_and_share_one_recorder(prefix: str, tmp_path: Path) -> None:
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "BULLWORKER_APP"},
-        "BULL_PREFIX": prefix,
-        "APP_ENV": "production",
-        "SQLITE_PATH": str(tmp_path / "jobs.sqlite3"),
-        "RECORDER_SWEEP_INTERVAL": "1",
-        "SHUTDOWN_GRACE": "2",
-        "LEADER_TTL": "2",
-        "WORKER_LOCK_DURATION": "2000",
-        "WORKER_STALLED_INTERVAL": "1000",
-    }
+    env = bullworker_env(
+        BULL_PREFIX=prefix,
+        APP_ENV="production",
+        SQLITE_PATH=str(tmp_path / "jobs.sqlite3"),
+        RECORDER_SWEEP_INTERVAL="1",
+        SHUTDOWN_GRACE="2",
+        LEADER_TTL="2",
+        WORKER_LOCK_DURATION="2000",
+        WORKER_STALLED_INTERVAL="1000",
+    )
     cmd = [sys.executable, "-m", "bullworker", "start", "--processes", "3",
            "--app", "tests.integration.recorder_app:app"]  # fmt: skip
     sup = subprocess.Popen(cmd, cwd=ROOT, env=env)
@@ -83,7 +82,7 @@ async def test_processes_are_supervised_and_share_one_recorder(prefix: str, tmp_
 async def _hget(key: str, field: str) -> str:
     import redis.asyncio as aioredis
 
-    client = aioredis.Redis(decode_responses=True)
+    client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
         return str(await client.hget(key, field))
     finally:
