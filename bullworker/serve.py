@@ -169,10 +169,23 @@ def exit_if_jobs_are_stuck() -> None:
         os._exit(0)
 
 
-def setup_logging(level: str = "INFO") -> None:
-    """Plain, one-line log records on stderr."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str = "INFO", *, trace_ids: bool | None = None) -> None:
+    """Plain, one-line log records on stderr, with the trace id when tracing is possible.
+
+    ``trace_ids`` (default: whether opentelemetry is importable, as for
+    ``create_app(tracing=)``) adds ``[trace=<trace id>]`` (``-`` outside a span)
+    after the level, so a job's log lines name the trace of its run.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    if trace_ids is None:
+        from .tracing import tracing_available
+
+        trace_ids = tracing_available()
+    if trace_ids:
+        from .tracing import TraceIdFilter
+
+        handler.addFilter(TraceIdFilter())
+        fmt = "%(asctime)s %(levelname)s [trace=%(trace_id)s] %(name)s: %(message)s"
+    handler.setFormatter(logging.Formatter(fmt))
+    logging.basicConfig(level=level.upper(), handlers=[handler])

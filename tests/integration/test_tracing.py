@@ -6,7 +6,10 @@ import asyncio
 import json
 import logging
 import os
+import re
+import signal
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -400,3 +403,47 @@ async def test_a_node_worker_with_bullmq_telemetry_continues_a_python_trace(
     assert process["attributes"]["bullmq.job.id"] == job_id
     assert (process["traceId"], process["parentSpanId"]) == (trace_id, span_id)
     assert job["active"] == {"traceId": trace_id, "spanId": process["spanId"]}
+
+
+def cli_app() -> App:
+    """The app ``bullworker start`` runs in the logging test below; config from the environment."""
+    return create_app(config=AppConfig(), enable_worker=True, registry=reg)
+
+
+async def test_bullworker_start_logs_carry_the_trace_id(
+    prefix: str, provider: TracerProvider
+) -> None:
+    ours = {name.upper() for name in AppConfig.settings()}
+    env = {k: v for k, v in os.environ.items() if k not in ours and not k.startswith("BULLWORKER_")}
+    env.update(REDIS_URL=REDIS_URL, BULL_PREFIX=prefix, APP_ENV="production",
+               RECORD_JOBS="false", PYTHONUNBUFFERED="1")  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bullworker", "start", "--app", f"{__name__}:cli_app"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    config = AppConfig(environ={}, redis_url=REDIS_URL, bull_prefix=prefix, app_env="production")
+    producer = create_app(config=config, registry=reg)
+    try:
+        with provider.get_tracer("test").start_as_current_span("request") as parent:
+            job_id = await producer.worker_service.queue_job(TracedJob, {"fail": True})
+        trace_id = f"{parent.get_span_context().trace_id:032x}"
+        async with bull_queue("default", prefix) as queue:
+            job = await wait_finished(queue, job_id, timeout=15)
+        assert job.failedReason == "RuntimeError: traced failure"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.to_thread(proc.communicate, timeout=15)
+    finally:
+        await producer.stop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    lines = stderr.splitlines()
+    # "<date> <time> LEVEL [trace=<trace id>] logger: message"
+    assert any(
+        re.search(rf" \w+ \[trace={trace_id}\] bullworker\.runner: .*traced failure", line)
+        for line in lines
+    ), stderr
+    assert any(f"[trace={trace_id}] tests.tracing: inside the handler" in line for line in lines)
+    [started] = [line for line in lines if "runner started" in line]
+    assert " INFO [trace=-] bullworker.runner: " in started, started
