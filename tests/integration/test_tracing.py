@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import signal
 import subprocess
@@ -25,8 +24,7 @@ from bullworker import App, AppConfig, BaseJob, JobRegistry, create_app, worker_
 from bullworker.recorder import trace_id as recorded_trace_id
 from bullworker.store import JobStore, open_store
 from bullworker.tracing import TraceIdFilter, TracingHook, job_trace_context
-from tests.conftest import REDIS_URL
-from tests.helpers import bull_queue, eventually, wait_finished
+from tests.helpers import REDIS_URL, bull_queue, bullworker_env, eventually, node_env, wait_finished
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "tests" / "node"
@@ -113,10 +111,9 @@ async def app(prefix: str, provider: TracerProvider) -> AsyncIterator[App]:
 
 async def run_node(script: str, spec: dict[str, Any], prefix: str, queue: str = "default") -> Any:
     """Run a tests/node script on the test Redis; its one line of JSON output."""
-    env = {**os.environ, "REDIS_URL": REDIS_URL, "PREFIX": prefix, "QUEUE": queue}
     result = await asyncio.to_thread(
         subprocess.run, ["node", script, json.dumps(spec)],
-        cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=30,
+        cwd=NODE_DIR, env=node_env(prefix, queue), capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.splitlines()[-1])
@@ -413,10 +410,7 @@ def cli_app() -> App:
 async def test_bullworker_start_logs_carry_the_trace_id(
     prefix: str, provider: TracerProvider
 ) -> None:
-    ours = {name.upper() for name in AppConfig.settings()}
-    env = {k: v for k, v in os.environ.items() if k not in ours and not k.startswith("BULLWORKER_")}
-    env.update(REDIS_URL=REDIS_URL, BULL_PREFIX=prefix, APP_ENV="production",
-               RECORD_JOBS="false", PYTHONUNBUFFERED="1")  # fmt: skip
+    env = bullworker_env(BULL_PREFIX=prefix, APP_ENV="production", RECORD_JOBS="false")
     proc = subprocess.Popen(
         [sys.executable, "-m", "bullworker", "start", "--app", f"{__name__}:cli_app"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
