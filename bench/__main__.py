@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import enqueue, profile, recorder_bench, report, scaling, startup, throughput, upstream
+from bench import enqueue, profile, recorder_bench, report, scaling, startup, throughput
 from bench.common import ROOT, Plan
 from bench.meta import describe, judge, load_average
 
@@ -35,7 +35,6 @@ SECTIONS: dict[str, Callable[[Plan, Callable[[str], None]], Awaitable[dict[str, 
     "recorder": recorder_bench.run,
     "memory": scaling.run_memory,
     "profile": profile.run,
-    "upstream": upstream.run,
 }
 
 

@@ -205,30 +205,6 @@ def cpu_table(data: dict[str, Any]) -> list[str]:
     return out
 
 
-def upstream_table(data: dict[str, Any]) -> list[str]:
-    up = data["sections"].get("upstream")
-    if not up:
-        return []
-    out = [
-        "What fetching the next job in `moveToFinished` would be worth (raw bullmq workers,"
-        " no-op jobs; `bench/fetch_next.py` is a prototype, not part of bullworker):",
-        "",
-        "| workers | jobs/s | worker CPU ms/job | Redis CPU ms/job |",
-        "|---|---:|---:|---:|",
-    ]
-    for label in ("raw x1", "raw+fetch-next x1", "raw x2", "raw+fetch-next x2"):
-        v = up.get(label)
-        if v:
-            out.append(
-                f"| {label} | {_n(v['jobs_per_s'])} | {v['worker_cpu_ms_per_job']:.3f}"
-                f" | {v['redis_cpu_ms_per_job']:.3f} |"
-            )
-    out += ["", "Ratios (medians of per-repeat ratios): " + "; ".join(
-        f"{k} {v:.2f}x" for k, v in up.get("ratios", {}).items()
-    )]  # fmt: skip
-    return out
-
-
 def render(data: dict[str, Any]) -> str:
     meta = data["meta"]
     lines = [
@@ -256,7 +232,6 @@ def render(data: dict[str, Any]) -> str:
         lines += [f"- {k}: {v}" for k, v in data["errors"].items()]
         lines.append("")
     lines += ["## What the time goes to", "", *profile(data), "", *cpu_table(data), ""]
-    lines += [*upstream_table(data), ""]
     if ANALYSIS.exists():
         lines.append(ANALYSIS.read_text().strip())
         lines.append("")

@@ -1,11 +1,10 @@
 """One worker process of the throughput benchmark, run until SIGTERM.
 
-    python -m bench.worker_proc raw|raw-fetch-next|bullworker WORKLOAD QUEUE CONCURRENCY
+    python -m bench.worker_proc raw|bullworker WORKLOAD QUEUE CONCURRENCY
 
 ``raw`` is a plain ``bullmq.Worker`` with the given concurrency and a processor
-that does the workload; ``raw-fetch-next`` is the same with the prototype of
-bench/fetch_next.py; ``bullworker`` is the bullworker Runner of ``bench.app``
-(bullmq's Worker underneath, plus dispatch, validation, DI, hooks and, unless
+that does the workload; ``bullworker`` is the bullworker Runner of ``bench.app``
+(bullmq's Worker subclassed, plus dispatch, validation, DI, hooks and, unless
 ``RECORD_JOBS=false``, the recorder). Redis, prefix and recording come
 from the environment (``REDIS_URL``, ``BULL_PREFIX``, ``RECORD_JOBS``...).
 """
@@ -38,11 +37,10 @@ async def until_signal() -> None:
     await stop.wait()
 
 
-async def run_raw(workload: str, queue: str, concurrency: int, *, fetch_next: bool) -> None:
+async def run_raw(workload: str, queue: str, concurrency: int) -> None:
     from bullmq import Worker
 
     from bench.common import bull_connection
-    from bench.fetch_next import FetchNextWorker
 
     opts = {
         "prefix": os.environ["BULL_PREFIX"],
@@ -50,7 +48,7 @@ async def run_raw(workload: str, queue: str, concurrency: int, *, fetch_next: bo
         "concurrency": concurrency,
         "autorun": False,
     }
-    worker = (FetchNextWorker if fetch_next else Worker)(queue, PROCESSORS[workload], opts)
+    worker = Worker(queue, PROCESSORS[workload], opts)
     task = asyncio.create_task(worker.run())
     await until_signal()
     await worker.close()
@@ -70,8 +68,8 @@ async def run_bullworker(queue: str, concurrency: int) -> None:
 
 def main(argv: list[str]) -> None:
     kind, workload, queue, concurrency = argv[0], argv[1], argv[2], int(argv[3])
-    if kind in ("raw", "raw-fetch-next"):
-        asyncio.run(run_raw(workload, queue, concurrency, fetch_next=kind == "raw-fetch-next"))
+    if kind == "raw":
+        asyncio.run(run_raw(workload, queue, concurrency))
     else:
         asyncio.run(run_bullworker(queue, concurrency))
 
