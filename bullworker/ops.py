@@ -277,10 +277,7 @@ async def job_in_redis(config: AppConfig, job_id: str) -> dict[str, Any] | None:
 
 def failure_reason(record: JobRecord) -> str | None:
     """``"<ExceptionClass>: <message>"`` of a failed row, None otherwise."""
-    if record.status != "failed":
-        return None
-    result = record.result
-    return str(result.get("reason") or "") if isinstance(result, dict) else str(result)
+    return record.reason
 
 
 def job_summary(record: JobRecord) -> dict[str, Any]:

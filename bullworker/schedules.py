@@ -17,6 +17,7 @@ from .cron import CronSpec, cron_specs, get_scheduler, matches, next_fire_times
 
 if TYPE_CHECKING:
     from .app import App
+    from .store import JobRecord
 
 log = logging.getLogger("bullworker.schedules")
 
@@ -42,6 +43,10 @@ class ScheduleInfo:
     #: with this code has not started yet).
     in_sync: bool | None = None
     last_run: datetime | None = None
+    #: ``completed`` or ``failed``: how the last recorded run ended.
+    last_run_status: str | None = None
+    #: The failure reason of the last run, when it failed.
+    last_run_reason: str | None = None
     #: Why the last run is unknown (database unreachable...), else None.
     last_run_error: str | None = None
 
@@ -58,6 +63,8 @@ class ScheduleInfo:
             "installed_next": _iso(self.installed_next),
             "in_sync": self.in_sync,
             "last_run": _iso(self.last_run),
+            "last_run_status": self.last_run_status,
+            "last_run_reason": self.last_run_reason,
             "last_run_error": self.last_run_error,
         }
 
@@ -78,6 +85,7 @@ async def describe_schedules(app: App, *, count: int = 3) -> list[ScheduleInfo]:
         known = installed is not None
         record = installed.get(spec.scheduler_id) if installed is not None else None
         next_ms = record.get("next") if record else None
+        last = last_runs.get(spec.job_name)
         infos.append(
             ScheduleInfo(
                 job=spec.job_name,
@@ -91,7 +99,9 @@ async def describe_schedules(app: App, *, count: int = 3) -> list[ScheduleInfo]:
                     datetime.fromtimestamp(int(next_ms) / 1000, zone) if next_ms else None
                 ),
                 in_sync=matches(record, spec) if record is not None else None,
-                last_run=_in_zone(last_runs.get(spec.job_name), zone),
+                last_run=_in_zone(last.completed_at if last else None, zone),
+                last_run_status=last.status if last else None,
+                last_run_reason=last.reason if last else None,
                 last_run_error=error,
             )
         )
@@ -126,8 +136,8 @@ async def _installed(app: App, specs: list[CronSpec]) -> dict[str, Any] | None:
     return found
 
 
-async def _last_runs(app: App, specs: list[CronSpec]) -> tuple[dict[str, datetime], str | None]:
-    """Latest ``completedAt`` per job from ``_jobs``, or an error text instead."""
+async def _last_runs(app: App, specs: list[CronSpec]) -> tuple[dict[str, JobRecord], str | None]:
+    """The latest ``_jobs`` row per job, or an error text instead."""
     from .store import open_store
 
     config = app.config
@@ -135,7 +145,7 @@ async def _last_runs(app: App, specs: list[CronSpec]) -> tuple[dict[str, datetim
         return {}, None
     if not config.database_url and not await asyncio.to_thread(os.path.exists, config.sqlite_path):
         return {}, None  # nothing recorded yet; do not create the file
-    found: dict[str, datetime] = {}
+    found: dict[str, JobRecord] = {}
     try:
         store = open_store(
             config.database_url,
@@ -146,9 +156,9 @@ async def _last_runs(app: App, specs: list[CronSpec]) -> tuple[dict[str, datetim
         async with asyncio.timeout(STORE_TIMEOUT * 2):
             async with store:
                 for spec in specs:
-                    last = await store.last_completed_at(queue=spec.queue, name=spec.job_name)
-                    if last is not None:
-                        found[spec.job_name] = last
+                    rows = await store.recent(queue=spec.queue, name=spec.job_name, limit=1)
+                    if rows:
+                        found[spec.job_name] = rows[0]
     except Exception as exc:
         detail = str(exc) or type(exc).__name__
         log.warning("last runs unknown: %s", detail)
@@ -174,7 +184,7 @@ def format_table(infos: list[ScheduleInfo]) -> str:
         if info.last_run_error is not None:
             last = "?"
         else:
-            last = _short(info.last_run) if info.last_run else "never"
+            last = f"{_short(info.last_run)} {info.last_run_status}" if info.last_run else "never"
         nexts = ", ".join(_short(t) for t in info.next_fires)
         rows.append((info.job, info.queue, info.pattern, info.timezone, nexts, redis_state, last))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

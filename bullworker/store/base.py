@@ -55,6 +55,14 @@ class JobRecord:
         return f"{self.queue}:{self.queue_id}"
 
     @property
+    def reason(self) -> str | None:
+        """``"<ExceptionClass>: <message>"`` of a failed row, None otherwise."""
+        if self.status != "failed":
+            return None
+        result = self.result
+        return str(result.get("reason") or "") if isinstance(result, dict) else str(result)
+
+    @property
     def duration(self) -> timedelta | None:
         """Processing time (finishedOn - processedOn), None if never processed."""
         if self.executed_at is None:
@@ -140,10 +148,6 @@ class JobStore(abc.ABC):
         until: datetime | None = None,
     ) -> int:
         """Number of matching records."""
-
-    @abc.abstractmethod
-    async def last_completed_at(self, *, queue: str, name: str) -> datetime | None:
-        """Latest ``completedAt`` of `name` on `queue` (any status), or None."""
 
     @abc.abstractmethod
     async def prune(

@@ -108,7 +108,6 @@ class PostgresJobStore(JobStore):
         self._insert = q.pg_statement(q.PG_INSERT, self._table)
         self._get = q.pg_statement(q.PG_GET, self._table)
         self._retries = q.pg_statement(q.PG_RETRIES, self._table)
-        self._last = q.pg_statement(q.PG_LAST_COMPLETED, self._table)
 
     def __repr__(self) -> str:
         return f"PostgresJobStore({self._display!r}, schema={self._schema!r})"
@@ -275,12 +274,6 @@ class PostgresJobStore(JobStore):
             cur = await conn.execute(statement, params)
             row = await cur.fetchone()
             return 0 if row is None else int(row[0])
-
-    async def last_completed_at(self, *, queue: str, name: str) -> datetime | None:
-        async with self._connection() as conn:
-            cur = await conn.execute(self._last, (queue, name))
-            row = await cur.fetchone()
-            return None if row is None or row[0] is None else from_naive_utc(row[0])
 
     async def prune(
         self, *, older_than: datetime, status: str | None = None, batch_size: int = 5000

@@ -131,7 +131,6 @@ PG_RETRIES = (
     "SELECT " + SELECT_COLUMNS + ' FROM {table} WHERE "retryOf" = %s '
     'ORDER BY "createdAt" DESC, "attempt" DESC'
 )
-PG_LAST_COMPLETED = 'SELECT max("completedAt") FROM {table} WHERE "queue" = %s AND "name" = %s'
 #: One prune batch (a short transaction of its own); ``= ANY(ARRAY(...))`` gives a TID scan.
 PG_PRUNE = (
     "DELETE FROM {table} WHERE ctid = ANY(ARRAY("
@@ -234,7 +233,6 @@ SQLITE_RETRIES = (
     "SELECT " + SELECT_COLUMNS + ' FROM "_jobs" WHERE "retryOf" = ? '
     'ORDER BY "createdAt" DESC, "attempt" DESC'
 )
-SQLITE_LAST_COMPLETED = 'SELECT max("completedAt") FROM "_jobs" WHERE "queue" = ? AND "name" = ?'
 SQLITE_PRUNE = (
     'DELETE FROM "_jobs" WHERE rowid IN ('
     'SELECT rowid FROM "_jobs" WHERE "completedAt" < ? {status} LIMIT ?)'

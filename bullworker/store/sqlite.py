@@ -248,12 +248,6 @@ class SqliteJobStore(JobStore):
         row = await self._run(lambda conn: conn.execute(statement, params).fetchone())
         return int(row[0])
 
-    async def last_completed_at(self, *, queue: str, name: str) -> datetime | None:
-        row = await self._run(
-            lambda conn: conn.execute(q.SQLITE_LAST_COMPLETED, (queue, name)).fetchone()
-        )
-        return _parse(row[0])
-
     async def prune(
         self, *, older_than: datetime, status: str | None = None, batch_size: int = 5000
     ) -> int:

@@ -54,11 +54,19 @@ async def test_schedules_command_shows_next_runs_redis_state_and_last_run(
         await store.insert_records(
             [
                 JobRecord(
-                    queue="default", queue_id="repeat:bw:cron:CronTick:1", attempt=1,
+                    queue="default", queue_id="repeat:bw:cron:CronTick:0", attempt=1,
                     name="CronTick", data={}, status="completed", result=1,
+                    created_at=last - timedelta(days=1, seconds=1),
+                    should_execute_at=last - timedelta(days=1),
+                    executed_at=last - timedelta(days=1), completed_at=last - timedelta(days=1),
+                ),
+                JobRecord(  # the newest run failed: LAST RUN must say so
+                    queue="default", queue_id="repeat:bw:cron:CronTick:1", attempt=1,
+                    name="CronTick", data={}, status="failed",
+                    result={"reason": "RuntimeError: disk full", "stack": []},
                     created_at=last - timedelta(seconds=1), should_execute_at=last,
                     executed_at=last, completed_at=last,
-                )
+                ),
             ]
         )  # fmt: skip
     config = config_for(prefix)
@@ -88,7 +96,15 @@ async def test_schedules_command_shows_next_runs_redis_state_and_last_run(
     installed_next = datetime.fromisoformat(tick["installed_next"])
     assert abs((installed_next - datetime.now(UTC)).total_seconds()) < 5
     assert datetime.fromisoformat(tick["last_run"]) == last
+    assert (tick["last_run_status"], tick["last_run_reason"]) == (
+        "failed", "RuntimeError: disk full",
+    )  # fmt: skip
     assert tick["last_run_error"] is None
+    listed = await asyncio.to_thread(
+        bullworker, prefix, "schedules", "--app", APP,
+        DATABASE_URL=pg_dsn, DATABASE_SCHEMA=pg_schema,
+    )  # fmt: skip
+    assert listed.stdout.splitlines()[2].endswith("2026-01-02 03:04:05 failed")
 
     table = await asyncio.to_thread(
         bullworker, prefix, "schedules", "--app", APP,

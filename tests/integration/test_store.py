@@ -229,14 +229,20 @@ async def test_count(store: JobStore) -> None:
     assert await store.count(until=T0 + timedelta(seconds=5), status="failed") == 2
 
 
-async def test_last_completed_at(store: JobStore) -> None:
-    assert await store.last_completed_at(queue="mail", name="SendMail") is None
+async def test_last_run_of_a_job_is_its_newest_row(store: JobStore) -> None:
+    # What `bullworker schedules` shows as LAST RUN: the newest row, with its status.
+    assert await store.recent(queue="mail", name="SendMail", limit=1) == []
     await store.insert_records(
         [rec("1", offset=5), rec("2", offset=9, status="failed"), rec("3", offset=99, name="X")]
     )
-    last = await store.last_completed_at(queue="mail", name="SendMail")
-    assert last == T0 + timedelta(seconds=9)
-    assert await store.last_completed_at(queue="other", name="SendMail") is None
+    [last] = await store.recent(queue="mail", name="SendMail", limit=1)
+    assert (last.queue_id, last.completed_at, last.status) == (
+        "2",
+        T0 + timedelta(seconds=9),
+        "failed",
+    )
+    assert last.reason is not None
+    assert await store.recent(queue="other", name="SendMail", limit=1) == []
 
 
 async def test_prune_in_batches(store: JobStore) -> None:
