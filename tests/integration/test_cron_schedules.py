@@ -7,11 +7,8 @@ import itertools
 import json
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
 
 from bullworker.cron import CronService
@@ -23,16 +20,6 @@ pytestmark = pytest.mark.timeout(60)
 
 
 # --- the schedules command ---------------------------------------------------------------
-
-
-@pytest.fixture
-def pg_schema(pg_dsn: str) -> Iterator[str]:
-    name = f"bwtest_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{name}"')
-    yield name
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{name}" CASCADE')
 
 
 def bullworker(prefix: str, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:

@@ -7,13 +7,11 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
 import redis.asyncio as aioredis
 
@@ -50,16 +48,6 @@ class BrokenJob(BaseJob[dict[str, Any], None]):
 
     async def handle(self, data: dict[str, Any]) -> None:
         raise RuntimeError(f"broken {data.get('n')}")
-
-
-@pytest.fixture
-def pg_schema(pg_dsn: str) -> Any:
-    name = f"bwtest_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{name}"')
-    yield name
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{name}" CASCADE')
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
