@@ -46,6 +46,7 @@ class WorkerService:
         #: Put the current span's ``traceparent`` into job options (``create_app(tracing=)``).
         self.propagate_trace = True
         self._queues: dict[str, Any] = {}
+        self._checked_defaults: dict[type, dict[str, Any]] = {}
         self._redis = config.redis_settings("bull")
         #: Calls to Redis in flight, by task, with their deadline (see ``_call``).
         self._deadlines: dict[asyncio.Task[Any], float] = {}
@@ -127,8 +128,16 @@ class WorkerService:
             self._sweeper = loop.call_later(period, self._sweep, loop)
 
     def _prepare(self, definition: JobDefinition, opts: dict[str, Any]) -> dict[str, Any]:
-        merged = {**definition.cls.JOB_OPTIONS, **{k: v for k, v in opts.items() if v is not None}}
-        return check_options(merged)
+        given = {k: v for k, v in opts.items() if v is not None}
+        defaults = definition.cls.JOB_OPTIONS
+        if given:
+            return check_options({**defaults, **given})
+        if not defaults:
+            return {}
+        checked = self._checked_defaults.get(definition.cls)
+        if checked is None:  # JOB_OPTIONS are checked once per class, not per job
+            checked = self._checked_defaults[definition.cls] = check_options(dict(defaults))
+        return dict(checked)
 
     async def queue_job(
         self,
@@ -144,7 +153,11 @@ class WorkerService:
         (``priority``, ``attempts``, ``backoff``, ``jobId``, ``deduplication``...).
         """
         definition = self._definition(job)
-        return await self._add(definition, data, {"delay": delay, **opts})
+        options = self._prepare(definition, {"delay": delay, **opts} if opts else {"delay": delay})
+        payload = definition.to_wire(data)
+        return await self._add_raw(
+            definition.name, definition.queue(self.config.bull_queue), payload, options
+        )
 
     async def queue_job_by_name(
         self,
@@ -164,7 +177,10 @@ class WorkerService:
         if definition is None:
             check_json(data if data is not None else {}, what=f"{name} payload")
             return await self._add_raw(name, queue or self.config.bull_queue, data, opts)
-        return await self._add(definition, data, opts, queue=queue)
+        options = self._prepare(definition, opts)
+        payload = definition.to_wire(data)
+        queue_name = queue or definition.queue(self.config.bull_queue)
+        return await self._add_raw(definition.name, queue_name, payload, options)
 
     async def queue_jobs(
         self, job: type[BaseJob[Any, Any]], items: Sequence[Any], **opts: Any
@@ -185,19 +201,6 @@ class WorkerService:
         entries = [{"name": definition.name, "data": p, "opts": dict(options)} for p in payloads]
         jobs = await self._call("queue jobs", self._queue(queue_name).addBulk(entries))
         return [str(j.id) for j in jobs]
-
-    async def _add(
-        self,
-        definition: JobDefinition,
-        data: Any,
-        opts: dict[str, Any],
-        *,
-        queue: str | None = None,
-    ) -> str:
-        options = self._prepare(definition, opts)
-        payload = definition.to_wire(data)
-        queue_name = queue or definition.queue(self.config.bull_queue)
-        return await self._add_raw(definition.name, queue_name, payload, options)
 
     async def _add_raw(self, name: str, queue: str, payload: Any, options: dict[str, Any]) -> str:
         payload = {} if payload is None else payload
