@@ -124,6 +124,12 @@ def jobs(
         return
     if not rows:
         typer.echo("no recorded jobs match", err=True)
+        if not application.config.record_jobs:
+            typer.echo(
+                "RECORD_JOBS is false, so nothing is recorded: `bullworker stats` counts the "
+                "jobs in Redis, `jobs show` and `retry` read them there",
+                err=True,
+            )
         return
     headers = ("ID", "NAME", "STATUS", "ATTEMPT", "FINISHED", "DURATION", "REASON")
     table = []
@@ -212,7 +218,7 @@ def retry(
     as_json: JsonOption = False,
 ) -> None:
     """Queue failed jobs again (same name, data and queue) once; prints the new job ids."""
-    from .ops import app_store
+    from .ops import app_queues, app_store
     from .retry import retry_jobs, select_failed
 
     if job_id is not None and (queue or name or since):
@@ -223,8 +229,9 @@ def retry(
     async def work() -> list[Any]:
         async with app_store(application.config) as store:
             records = await select_failed(
-                store, job_id=job_id, queue=queue, name=name, since=when, limit=limit
-            )
+                store, application.config, job_id=job_id, queue=queue, name=name,
+                since=when, limit=limit, queues=app_queues(application),
+            )  # fmt: skip
             return await retry_jobs(application, store, records, dry_run=dry_run, again=again)
 
     done = _run(work())

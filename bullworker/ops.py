@@ -23,7 +23,7 @@ from .config import AppConfig
 from .connection import close_queue, open_queue, redis_client
 from .durations import parse_duration
 from .errors import BullworkerError, QueueUnavailable
-from .recorder import recording_lag, to_record
+from .recorder import recording_lag
 from .store import JobRecord, JobStore, open_store
 
 T = TypeVar("T")
@@ -57,7 +57,7 @@ def app_queues(app: App) -> list[str]:
     return sorted(found) or [config.bull_queue]
 
 
-async def _bounded(config: AppConfig, what: str, awaitable: Awaitable[T]) -> T:
+async def bounded(config: AppConfig, what: str, awaitable: Awaitable[T]) -> T:
     """``awaitable`` within ``REDIS_TIMEOUT``; QueueUnavailable if Redis does not answer."""
     settings = config.redis_settings("bull")
     try:
@@ -139,7 +139,7 @@ async def queue_stats(app: App) -> list[QueueStats]:
         for name in app_queues(app):
             queue = open_queue(config, name)
             try:
-                counts: dict[str, int] = await _bounded(
+                counts: dict[str, int] = await bounded(
                     config,
                     f"count the jobs of queue {name}",
                     queue.getJobCounts(
@@ -148,10 +148,10 @@ async def queue_stats(app: App) -> list[QueueStats]:
                 )
             finally:
                 await close_queue(queue, config.redis_timeout)
-            leader = await _bounded(
+            leader = await bounded(
                 config, "read the leader", read_leader(client, config.bull_prefix, name)
             )
-            lag = await _bounded(
+            lag = await bounded(
                 config, "read the lag", recording_lag(client, config.bull_prefix, name)
             )
             found.append(
@@ -219,60 +219,15 @@ async def list_jobs(
     return await store.recent(queue=queue, name=name, status=status, since=since, limit=limit)
 
 
-async def job_history(store: JobStore, job_id: str) -> list[JobRecord]:
-    """Every row of ``<queue>:<jobId>`` (a reused id has several), newest first."""
-    rows = await store.get(check_job_id(job_id))
-    if not rows:
-        raise OpsError(
-            f"no _jobs row for {job_id}: a job is recorded once it has finished "
-            "(see `bullworker stats` for the jobs still in Redis)"
-        )
-    return rows
-
-
 async def show_job(config: AppConfig, store: JobStore, job_id: str) -> list[dict[str, Any]]:
     """``jobs show``: `job_in_redis` if it is there, then every recorded run, newest first."""
+    from .live import job_in_redis
+
     live = await job_in_redis(config, job_id)
     rows = await store.get(job_id)
     if live is None and not rows:
         raise OpsError(f"no job {job_id} in Redis or in _jobs")
     return ([live] if live else []) + [job_detail(row) for row in rows]
-
-
-async def job_in_redis(config: AppConfig, job_id: str) -> dict[str, Any] | None:
-    """`job_detail` of ``<queue>:<jobId>`` as it is in Redis now, None if it is not there.
-
-    A job waiting, delayed or running has not been recorded yet; a finished
-    one is there until the recorder has written it (or for good when
-    ``RECORD_JOBS`` is off). ``status`` is BullMQ's state of the job.
-    """
-    queue_name, _, queue_id = check_job_id(job_id).partition(":")
-    client = redis_client(config.redis_settings("bull"))
-    queue = open_queue(config, queue_name)
-    try:
-        raw = await _bounded(
-            config,
-            f"read job {job_id}",
-            client.hgetall(keys.job_key(config.bull_prefix, queue_name, queue_id)),
-        )
-        if not raw:
-            return None
-        state = str(await _bounded(config, f"read job {job_id}", queue.getJobState(queue_id)))
-    finally:
-        await client.aclose()
-        await close_queue(queue, config.redis_timeout)
-    fields = {str(k): str(v) for k, v in raw.items()}
-    # Read as a failed row when it failed, or when an earlier attempt did (another is due).
-    failed = state == "failed" or (state != "completed" and bool(fields.get("failedReason")))
-    detail = job_detail(
-        to_record(queue_name, queue_id, "failed" if failed else "completed", fields)
-    )
-    detail["source"] = "redis"
-    if state not in _STATUSES:  # not finished: no result or finish time yet
-        detail["status"] = state
-        detail.pop("result", None)
-        detail["timings"].update(finished=None, duration_ms=None)
-    return detail
 
 
 def failure_reason(record: JobRecord) -> str | None:

@@ -18,8 +18,10 @@ from datetime import datetime
 from typing import Any
 
 from .app import App
+from .config import AppConfig
 from .errors import BullworkerError, QueueUnavailable
-from .ops import OpsError, failure_reason, iso, job_history, list_jobs
+from .live import failed_in_redis, failed_jobs_in_redis
+from .ops import OpsError, check_job_id, failure_reason, iso, list_jobs
 from .queueing import WorkerService
 from .store import JobRecord, JobStore
 
@@ -64,22 +66,37 @@ def retry_job_id(record: JobRecord) -> str:
 
 async def select_failed(
     store: JobStore,
+    config: AppConfig,
     *,
     job_id: str | None = None,
     queue: str | None = None,
     name: str | None = None,
     since: datetime | None = None,
     limit: int = 100,
+    queues: Sequence[str] = (),
 ) -> list[JobRecord]:
-    """The failed rows to retry: the newest failed row of ``job_id``, or those matching."""
+    """The failed jobs to retry: the newest failed run of ``job_id``, or those matching.
+
+    ``_jobs`` first; a job that failed but is not recorded (yet, or at all with
+    ``RECORD_JOBS=false``) is found in Redis. Without recording, the filters
+    read the failed sets of ``queue`` (else ``queues``) in Redis.
+    """
     if job_id is not None:
-        rows = await job_history(store, job_id)
+        rows = await store.get(check_job_id(job_id))
         failed = [row for row in rows if row.status == "failed"]
-        if not failed:
+        if failed:
+            return failed[:1]
+        in_redis = await failed_in_redis(config, job_id)
+        if in_redis is not None:
+            return [in_redis]
+        if rows:
             raise OpsError(f"{job_id} did not fail (it completed); only failed jobs are retried")
-        return failed[:1]
+        raise OpsError(f"no failed job {job_id} in _jobs or in Redis")
     if queue is None and name is None and since is None:
         raise OpsError("choose the failed jobs: --id, or at least one of --queue, --name, --since")
+    if not config.record_jobs:
+        targets = [queue] if queue is not None else list(queues)
+        return await failed_jobs_in_redis(config, targets, name=name, since=since, limit=limit)
     return await list_jobs(store, queue=queue, name=name, status="failed", since=since, limit=limit)
 
 
