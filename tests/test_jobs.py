@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import subprocess
+import sys
 from typing import Any, NotRequired, TypedDict
 
 import pytest
@@ -232,3 +234,17 @@ def test_valid_options_pass_through_unchanged() -> None:
         "lifo": True,
     }
     assert check_options(dict(opts)) == opts
+
+
+def test_the_package_exports_load_on_first_use() -> None:
+    import bullworker
+
+    assert sorted(bullworker.__all__) == sorted(bullworker._EXPORTS)
+    for name in bullworker.__all__:
+        value = getattr(bullworker, name)
+        assert getattr(value, "__name__", name) == name  # default_registry is an instance
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        bullworker.nope  # noqa: B018
+    probe = "import sys, bullworker.cli; print('bullmq' in sys.modules, 'redis' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]  # `bullworker --help` stays light
