@@ -2,7 +2,7 @@
 
 ``jobs show`` reads one of them; ``retry`` finds failed ones here when
 ``_jobs`` has no row for them. Keys come from `keys`; a job's hash is read as
-the recorder reads it (`recorder.to_record`).
+the recorder reads it (`hashes.to_record`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 from . import keys
 from .config import AppConfig
 from .connection import close_queue, open_queue, redis_client
+from .hashes import to_record
 from .ops import bounded, check_job_id, job_detail
-from .recorder import to_record
 from .store import JobRecord
 
 

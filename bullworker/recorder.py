@@ -17,14 +17,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
 from . import keys
+from .hashes import Status, attempts_of, to_record
 from .store import JobRecord, JobStore, StoreError
-from .tracing import TRACEPARENT, job_trace_context
 
 log = logging.getLogger("bullworker.recorder")
 
@@ -91,91 +90,6 @@ if redis.call("EXISTS", KEYS[2]) == 0 then return redis.call("ZREM", KEYS[1], AR
 return 0
 """
 
-Status = Literal["completed", "failed"]
-
-
-def _ms(raw: str | None) -> datetime | None:
-    if not raw:
-        return None
-    try:
-        return datetime.fromtimestamp(int(raw) / 1000, tz=UTC)
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
-def _json(raw: str | None, default: Any = None) -> Any:
-    if raw is None:
-        return default
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
-def stream_entries(replies: Any) -> list[tuple[str, dict[str, str]]]:
-    """XREAD replies as ``(id, fields)`` pairs (RESP2 list or RESP3 dict shape)."""
-    groups = list(replies.values()) if isinstance(replies, dict) else [e for _, e in replies or []]
-    found: list[tuple[str, dict[str, str]]] = []
-    for group in groups:
-        if (
-            group
-            and isinstance(group[0], list)
-            and group[0]
-            and isinstance(group[0][0], list | tuple)
-        ):
-            group = group[0]
-        found.extend((entry[0], entry[1]) for entry in group)
-    return found
-
-
-def trace_id(opts: Any) -> str | None:
-    """The trace id of a job's W3C trace context, if any.
-
-    From a ``traceparent`` option, else from BullMQ's built-in telemetry context
-    (``tm``/``telemetry.metadata``, as Node's ``bullmq-otel`` writes it).
-    """
-    traceparent = job_trace_context(opts).get("traceparent")
-    match = TRACEPARENT.match(traceparent) if traceparent else None
-    return match.group(1) if match else None
-
-
-def attempts_of(raw: dict[str, str]) -> str:
-    """The attempt count as BullMQ stores it (``atm``, or ``attemptsMade`` before 5.x)."""
-    return raw.get("atm") or raw.get("attemptsMade") or "0"
-
-
-def to_record(queue: str, job_id: str, status: Status, raw: dict[str, str]) -> JobRecord:
-    """A ``_jobs`` row for a finished job's hash; tolerant of malformed hashes."""
-    opts = _json(raw.get("opts"), {})
-    opts = opts if isinstance(opts, dict) else {}
-    completed = _ms(raw.get("finishedOn")) or datetime.now(UTC)
-    created = _ms(raw.get("timestamp")) or completed
-    delay = opts.get("delay") if isinstance(opts.get("delay"), int) else 0
-    if status == "completed":
-        result = _json(raw.get("returnvalue"))
-    else:
-        stack = _json(raw.get("stacktrace"), [])
-        result = {"reason": raw.get("failedReason", ""), "stack": stack}
-    try:
-        attempt = int(attempts_of(raw))
-    except ValueError:
-        attempt = 0
-    return JobRecord(
-        queue=queue,
-        queue_id=job_id,
-        attempt=attempt,
-        name=raw.get("name") or "(unnamed)",
-        data=_json(raw.get("data"), {}),
-        status=status,
-        result=result,
-        created_at=created,
-        should_execute_at=_ms(str(int(created.timestamp() * 1000) + (delay or 0))) or created,
-        executed_at=_ms(raw.get("processedOn")),
-        completed_at=completed,
-        trace_id=trace_id(opts),
-        retry_of=opts["retryOf"] if isinstance(opts.get("retryOf"), str) else None,
-    )
-
 
 async def recording_lag(redis: aioredis.Redis, prefix: str, queue: str) -> float:
     """Seconds since the oldest finished job of ``queue`` still in Redis finished (0 if none)."""
@@ -223,6 +137,8 @@ class Recorder:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # the record loop waits for a wake
         self._tasks: list[asyncio.Task[None]] = []
+        #: Jobs left in Redis because another job's row has their key (reported once).
+        self._clashes: set[str] = set()
         self._fetch = redis.register_script(FETCH_FINISHED)
         self._remove = redis.register_script(REMOVE_RECORDED)
         self._drop = redis.register_script(DROP_ORPHAN)
@@ -269,7 +185,10 @@ class Recorder:
         records = [to_record(self.queue, job_id, status, raw) for status, job_id, raw in found]
         if records:
             store = await self._store()
-            self.stats.rows_written += await store.insert_records(records)
+            inserted = await store.insert_records(records)
+            self.stats.rows_written += inserted
+            if inserted < len(records):  # rows were there already: whose are they?
+                found = await self._own_rows(store, found, records)
         removed = await self._remove_recorded(found) if found else 0
         for status, job_id in orphans:
             if await self._drop(
@@ -283,6 +202,36 @@ class Recorder:
         self.stats.batches += 1
         self.stats.last_batch_at = time.time()
         return len(listed)
+
+    async def _own_rows(
+        self,
+        store: JobStore,
+        found: list[tuple[Status, str, dict[str, str]]],
+        records: list[JobRecord],
+    ) -> list[tuple[Status, str, dict[str, str]]]:
+        """The jobs of ``found`` whose row in ``_jobs`` is theirs, safe to remove from Redis.
+
+        A row already there is normally this very job's, written by a batch that
+        stopped before its removal. Another job with the same id, ``createdAt``
+        and attempt (a reused id with an explicit ``timestamp`` option) would
+        lose its record if removed: it stays in Redis, and is reported once.
+        """
+        mine = []
+        for entry, record in zip(found, records, strict=True):
+            rows = await store.get(record.id)
+            same = [
+                r for r in rows if (r.created_at, r.attempt) == (record.created_at, record.attempt)
+            ]
+            if not same or same[0].completed_at == record.completed_at:
+                mine.append(entry)
+            elif record.id not in self._clashes:
+                self._clashes.add(record.id)
+                log.error(
+                    "queue %s: job %s cannot be recorded: _jobs already has a row with its id, "
+                    "createdAt and attempt from another job; it stays in Redis",
+                    self.queue, record.id,
+                )  # fmt: skip
+        return mine
 
     async def _remove_recorded(self, found: list[tuple[Status, str, dict[str, str]]]) -> int:
         """Remove the recorded jobs that are unchanged: one script call per set."""

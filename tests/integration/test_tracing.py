@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from bullworker import App, AppConfig, BaseJob, JobRegistry, create_app, worker_job
-from bullworker.recorder import trace_id as recorded_trace_id
+from bullworker.hashes import trace_id as recorded_trace_id
 from bullworker.store import JobStore, open_store
 from bullworker.tracing import TraceIdFilter, TracingHook, job_trace_context
 from tests.helpers import REDIS_URL, bull_queue, bullworker_env, eventually, node_env, wait_finished
