@@ -53,11 +53,18 @@ class BullWorker(Worker):  # type: ignore[misc]
     def __init__(self, name: str, processor: Any, opts: dict[str, Any]) -> None:
         super().__init__(name, processor, opts)
         self._run_task: asyncio.Task[Any] | None = None
-        #: Tokens of the jobs being processed, each with the next-job reply of its
+        #: The jobs being processed (by object id: bullmq's run loop may give several
+        #: running jobs one token), each with the next-job reply of its
         #: ``moveToFinished`` once it completed (None until then).
-        self._fetched: dict[str, Any] = {}
+        self._fetched: dict[int, Any] = {}
         self._move_to_completed = self.backend.moveToCompleted
         self.backend.moveToCompleted = self._complete_and_fetch
+        # bullmq's run loop closes the lock manager when it ends, which a graceful
+        # close makes happen while taken jobs still run: keep renewing their locks
+        # until they are done (a forced close still closes it at once).
+        self._close_locks = self.lockManager.close
+        self.lockManager.close = self._close_locks_when_done
+        self._jobs_done = False
         for client in (self.client, self.bclient):
             use_retry_policy(client)
 
@@ -65,21 +72,22 @@ class BullWorker(Worker):  # type: ignore[misc]
         self, job: Any, value: Any, remove: Any, token: str, fetch_next: bool = False
     ) -> Any:
         """``backend.moveToCompleted`` that also takes the next job while the worker runs."""
-        ours = token in self._fetched and not (self.closing or self.paused or self.forceClosing)
+        key = id(job)
+        ours = key in self._fetched and not (self.closing or self.paused or self.forceClosing)
         done = await self._move_to_completed(
             job, value, remove, token, fetch_next=fetch_next or ours
         )
         if ours and isinstance(done, dict):
-            self._fetched[token] = done.get("result")
+            self._fetched[key] = done.get("result")
         return done
 
     async def processJob(self, job: Any, token: str) -> Any:
         """Run ``job``; return the next job if finishing it took one (see the module doc)."""
-        self._fetched[token] = None
+        self._fetched[id(job)] = None
         try:
             await super().processJob(job, token)
         finally:
-            fetched = self._fetched.pop(token, None)
+            fetched = self._fetched.pop(id(job), None)
         if not fetched:
             return None
         job_data, job_id, limit_until, delay_until = fetched
@@ -95,9 +103,15 @@ class BullWorker(Worker):  # type: ignore[misc]
         try:
             if not force and not self.closing:
                 await self._finish_taken_jobs()
+            self._jobs_done = True
             await super().close(force)
         finally:
             await close_sentinel_pool(self.client)
+
+    async def _close_locks_when_done(self) -> None:
+        if self.closing and not self.forceClosing and not self._jobs_done:
+            return  # the run loop ended first; `close` closes the locks after the jobs
+        await self._close_locks()
 
     async def _finish_taken_jobs(self) -> None:
         """Stop fetching, then wait until every job fetched so far has run to its end."""
@@ -115,7 +129,7 @@ class BullWorker(Worker):  # type: ignore[misc]
             done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 job = None if task.cancelled() or task.exception() else task.result()
-                if isinstance(job, Job):
+                if isinstance(job, Job) and not self.forceClosing:
                     tasks.add(asyncio.ensure_future(self.processJob(job, job.token)))
             self.processing = tasks  # so that a forced close cancels these too
 
