@@ -152,12 +152,7 @@ class WorkerService:
         ``opts`` are BullMQ job options in their own camelCase form
         (``priority``, ``attempts``, ``backoff``, ``jobId``, ``deduplication``...).
         """
-        definition = self._definition(job)
-        options = self._prepare(definition, {"delay": delay, **opts} if opts else {"delay": delay})
-        payload = definition.to_wire(data)
-        return await self._add_raw(
-            definition.name, definition.queue(self.config.bull_queue), payload, options
-        )
+        return await self._add(self._definition(job), data, {"delay": delay, **opts})
 
     async def queue_job_by_name(
         self,
@@ -177,10 +172,7 @@ class WorkerService:
         if definition is None:
             check_json(data if data is not None else {}, what=f"{name} payload")
             return await self._add_raw(name, queue or self.config.bull_queue, data, opts)
-        options = self._prepare(definition, opts)
-        payload = definition.to_wire(data)
-        queue_name = queue or definition.queue(self.config.bull_queue)
-        return await self._add_raw(definition.name, queue_name, payload, options)
+        return await self._add(definition, data, opts, queue=queue)
 
     async def queue_jobs(
         self, job: type[BaseJob[Any, Any]], items: Sequence[Any], **opts: Any
@@ -201,6 +193,19 @@ class WorkerService:
         entries = [{"name": definition.name, "data": p, "opts": dict(options)} for p in payloads]
         jobs = await self._call("queue jobs", self._queue(queue_name).addBulk(entries))
         return [str(j.id) for j in jobs]
+
+    async def _add(
+        self,
+        definition: JobDefinition,
+        data: Any,
+        opts: dict[str, Any],
+        *,
+        queue: str | None = None,
+    ) -> str:
+        options = self._prepare(definition, opts)
+        payload = definition.to_wire(data)
+        queue_name = queue or definition.queue(self.config.bull_queue)
+        return await self._add_raw(definition.name, queue_name, payload, options)
 
     async def _add_raw(self, name: str, queue: str, payload: Any, options: dict[str, Any]) -> str:
         payload = {} if payload is None else payload
