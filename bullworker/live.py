@@ -95,12 +95,14 @@ async def failed_jobs_in_redis(
                 f"read the failed jobs of queue {queue}",
                 client.zrevrangebyscore(failed_set, "+inf", low, start=0, num=limit),
             )
-            for queue_id in map(str, ids):
-                raw = await bounded(
-                    config,
-                    f"read job {queue}:{queue_id}",
-                    client.hgetall(keys.job_key(config.bull_prefix, queue, queue_id)),
-                )
+            job_ids = [str(job_id) for job_id in ids]
+            reads = client.pipeline(transaction=False)  # one round trip for all the hashes
+            for queue_id in job_ids:
+                reads.hgetall(keys.job_key(config.bull_prefix, queue, queue_id))
+            hashes = await bounded(
+                config, f"read the failed jobs of queue {queue}", reads.execute()
+            )
+            for queue_id, raw in zip(job_ids, hashes, strict=True):
                 fields = {str(k): str(v) for k, v in raw.items()}  # decoded by the client
                 if fields and (name is None or fields.get("name") == name):
                     found.append(to_record(queue, queue_id, "failed", fields))
