@@ -48,7 +48,7 @@ class MalformedJobError(UnrecoverableError):  # type: ignore[misc]
 
 
 class BullWorker(Worker):  # type: ignore[misc]
-    """A bullmq Worker that fails malformed jobs instead of stalling on them."""
+    """bullmq's Worker with fetch-next, a close that finishes taken jobs, and malformed-job checks."""
 
     def __init__(self, name: str, processor: Any, opts: dict[str, Any]) -> None:
         super().__init__(name, processor, opts)
