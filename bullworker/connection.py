@@ -46,7 +46,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .config import AppConfig, RedisSettings
 from .errors import ConfigError
-from .tls import TLSConnection, client_tls, refused_by_tls
+from .tls import TLSConnection, client_tls, tls_refusal_in
 
 _SCHEMES = ("redis", "rediss", "unix")
 T = TypeVar("T")
@@ -78,7 +78,7 @@ class _Retry(Retry):
                 error.__context__, AuthenticationError
             ):
                 return False
-            if refused_by_tls(error.__context__):
+            if tls_refusal_in(error):
                 return False
             return is_retryable is None or is_retryable(error)
 
@@ -259,7 +259,7 @@ def connection_kwargs(
             "password": settings.sentinel_password,
             "retry": sentinel_retry_policy(),
         }
-        sentinel = _Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = _Sentinel(
             [(settings.sentinel_host, settings.sentinel_port)], sentinel_kwargs=sentinel_kwargs
         )
         pool = _SentinelPool(

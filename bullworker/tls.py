@@ -56,7 +56,9 @@ class TLSConnection(SSLConnection):
     by then, closing with it unread resets the connection and the alert is
     lost: the client sees a reset, as from a server that went away, and tries
     again until REDIS_TIMEOUT. So when the previous connection got no reply at
-    all, the next one waits :data:`SETTLE` after its handshake, for the alert.
+    all, the next one waits :data:`SETTLE` after its handshake, for the alert,
+    and raises the refusal itself: redis-py 8.2 and later find the transport
+    closed before their first write and report only "closed by the server".
     """
 
     _unanswered = False
@@ -65,6 +67,10 @@ class TLSConnection(SSLConnection):
         await super()._connect()  # type: ignore[no-untyped-call]
         if self._unanswered:
             await asyncio.sleep(SETTLE)
+            reader = getattr(self, "_reader", None)
+            refusal = reader.exception() if reader is not None else None
+            if refused_by_tls(refusal):
+                raise refusal  # type: ignore[misc]
         self._unanswered = True
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
@@ -81,6 +87,18 @@ def refused_by_tls(error: BaseException | None) -> bool:
     except those of a connection that broke.
     """
     return isinstance(error, ssl.SSLError) and not isinstance(error, _BROKEN)
+
+
+def tls_refusal_in(error: BaseException) -> bool:
+    """Whether ``error``, or an error it was raised from or during, is a TLS refusal."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if refused_by_tls(current):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def setting_names(prefix: str = "") -> dict[str, str]:
