@@ -23,8 +23,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bullworker.config import AppConfig
-from bullworker.connection import bullmq_connection
+from bullworker.config.settings import AppConfig
+from bullworker.transport.connection import bullmq_connection
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

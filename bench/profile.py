@@ -37,12 +37,12 @@ _IDLE = re.compile(r"^(Condition|Event)\.wait \(.*/threading\.py:\d+\)$")
 
 #: (bucket, test on the whole stack) in order; the first match wins.
 STACK_BUCKETS = (
-    ("bullworker: recorder", ("/bullworker/recorder.py", "/bullworker/recording.py",
-                              "/bullworker/store/", "/bullworker/leader.py")),
-    ("bullworker: dispatch, validation, DI, hooks", ("/bullworker/runner.py",
-                                                     "/bullworker/jobs.py",
-                                                     "/bullworker/hooks.py",
-                                                     "/bullworker/tracing.py",
+    ("bullworker: recorder", ("/bullworker/history/recorder.py", "/bullworker/history/recording.py",
+                              "/bullworker/history/store/", "/bullworker/transport/leader.py")),
+    ("bullworker: dispatch, validation, DI, hooks", ("/bullworker/runtime/runner.py",
+                                                     "/bullworker/core/jobs.py",
+                                                     "/bullworker/core/hooks.py",
+                                                     "/bullworker/observe/tracing.py",
                                                      "/bullworker/app.py")),
     ("start-up (imports)", ("<frozen importlib._bootstrap>",)),
 )  # fmt: skip

@@ -121,10 +121,10 @@ async def _make_backlog(prefix: str, n: int, concurrency: int) -> float:
 
 
 async def recorder_alone(plan: Plan, log: Any) -> dict[str, Any]:
-    from bullworker.config import AppConfig
-    from bullworker.connection import redis_client as bw_client
-    from bullworker.recorder import Recorder
-    from bullworker.store import open_store
+    from bullworker.config.settings import AppConfig
+    from bullworker.history.recorder import Recorder
+    from bullworker.history.store import open_store
+    from bullworker.transport.connection import redis_client as bw_client
 
     n = plan.backlog
     async with own_schema("rec") as schema, own_prefix("rec") as prefix:

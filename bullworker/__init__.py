@@ -9,10 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from bullworker.core.version import __version__ as __version__
+
 if TYPE_CHECKING:
-    from .app import App, create_app
-    from .config import AppConfig, RedisSettings
-    from .errors import (
+    from bullworker.app import App, create_app
+    from bullworker.config.settings import AppConfig, RedisSettings
+    from bullworker.core.errors import (
         BullworkerError,
         ConfigError,
         DependencyError,
@@ -23,36 +25,40 @@ if TYPE_CHECKING:
         ResultError,
         UnknownJobError,
     )
-    from .hooks import JobHook, JobRun
-    from .jobs import BaseJob, JobRegistry, default_registry, worker_job
-    from .queueing import QueuedJob, WorkerService
-    from .runner import JobFailed, Runner
+    from bullworker.core.hooks import JobHook, JobRun
+    from bullworker.core.jobs import BaseJob, JobRegistry, default_registry, worker_job
+    from bullworker.history.store import JobRecord, JobStore, open_store
+    from bullworker.producer import QueuedJob, WorkerService
+    from bullworker.runtime.runner import JobFailed, Runner
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
     "App": "app",
     "create_app": "app",
-    "AppConfig": "config",
-    "RedisSettings": "config",
-    "BullworkerError": "errors",
-    "ConfigError": "errors",
-    "DependencyError": "errors",
-    "JobDefinitionError": "errors",
-    "JobTimeout": "errors",
-    "PayloadError": "errors",
-    "QueueUnavailable": "errors",
-    "ResultError": "errors",
-    "UnknownJobError": "errors",
-    "JobHook": "hooks",
-    "JobRun": "hooks",
-    "BaseJob": "jobs",
-    "JobRegistry": "jobs",
-    "default_registry": "jobs",
-    "worker_job": "jobs",
-    "QueuedJob": "queueing",
-    "WorkerService": "queueing",
-    "JobFailed": "runner",
-    "Runner": "runner",
+    "AppConfig": "config.settings",
+    "RedisSettings": "config.settings",
+    "BullworkerError": "core.errors",
+    "ConfigError": "core.errors",
+    "DependencyError": "core.errors",
+    "JobDefinitionError": "core.errors",
+    "JobTimeout": "core.errors",
+    "PayloadError": "core.errors",
+    "QueueUnavailable": "core.errors",
+    "ResultError": "core.errors",
+    "UnknownJobError": "core.errors",
+    "JobHook": "core.hooks",
+    "JobRun": "core.hooks",
+    "BaseJob": "core.jobs",
+    "JobRegistry": "core.jobs",
+    "default_registry": "core.jobs",
+    "worker_job": "core.jobs",
+    "JobRecord": "history.store",
+    "JobStore": "history.store",
+    "open_store": "history.store",
+    "QueuedJob": "producer",
+    "WorkerService": "producer",
+    "JobFailed": "runtime.runner",
+    "Runner": "runtime.runner",
 }
 
 __all__ = [
@@ -65,8 +71,10 @@ __all__ = [
     "JobDefinitionError",
     "JobFailed",
     "JobHook",
+    "JobRecord",
     "JobRegistry",
     "JobRun",
+    "JobStore",
     "JobTimeout",
     "PayloadError",
     "QueueUnavailable",
@@ -78,10 +86,9 @@ __all__ = [
     "WorkerService",
     "create_app",
     "default_registry",
+    "open_store",
     "worker_job",
 ]
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:

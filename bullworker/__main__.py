@@ -1,5 +1,5 @@
 """``python -m bullworker`` runs the CLI."""
 
-from .cli import main
+from bullworker.cli import main
 
 main()

@@ -9,12 +9,12 @@ from typing import Any, TypeVar
 
 import punq
 
-from .config import AppConfig
-from .errors import DependencyError
-from .hooks import JobHook
-from .jobs import BaseJob, JobRegistry, default_registry
-from .queueing import WorkerService
-from .runner import Runner
+from bullworker.config.settings import AppConfig
+from bullworker.core.errors import DependencyError
+from bullworker.core.hooks import JobHook
+from bullworker.core.jobs import BaseJob, JobRegistry, default_registry
+from bullworker.producer import WorkerService
+from bullworker.runtime.runner import Runner
 
 log = logging.getLogger("bullworker.app")
 
@@ -155,7 +155,8 @@ def create_app(
 
 def _enable_tracing(hooks: list[JobHook], tracing: bool | None) -> bool:
     """Resolve ``tracing=`` and put a TracingHook first (unless one is given)."""
-    from .tracing import TracingHook, tracing_available
+    from bullworker.core.trace import tracing_available
+    from bullworker.observe.tracing import TracingHook
 
     enabled = tracing_available() if tracing is None else tracing
     if enabled and not any(isinstance(hook, TracingHook) for hook in hooks):

@@ -27,8 +27,8 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from .app import App
-from .queueing import WorkerService
+from bullworker.app import App
+from bullworker.producer import WorkerService
 
 __all__ = ["get_bullworker_app", "get_worker_service", "lifespan"]
 

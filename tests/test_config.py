@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from bullworker import AppConfig, ConfigError
-from bullworker.connection import bullmq_connection, close_queue, open_queue, redis_client
-from bullworker.doctor import connection_check
-from bullworker.redaction import redact_url
-from bullworker.tls import TLSConnection
+from bullworker.config.redaction import redact_url
+from bullworker.ops.doctor import connection_check
+from bullworker.transport.connection import bullmq_connection, close_queue, open_queue, redis_client
+from bullworker.transport.tls import TLSConnection
 from tests.faults.servers import make_client_cert, make_tls_certs
 
 

@@ -8,7 +8,8 @@ from typing import Any, TypedDict
 import pytest
 
 from bullworker import AppConfig, BaseJob, ConfigError, JobDefinitionError, JobRegistry, worker_job
-from bullworker.cron import CronSpec, cron_specs, matches, next_fire_times, repeat_strategy
+from bullworker.core.cron import next_fire_times
+from bullworker.runtime.cron import CronSpec, cron_specs, matches, repeat_strategy
 
 
 def declare(pattern: Any, tz: str | None = None, name: str = "Nightly") -> None:

@@ -19,8 +19,8 @@ from bullworker import (
     ResultError,
     worker_job,
 )
-from bullworker.jobs import check_json
-from bullworker.queueing import check_options
+from bullworker.core.jobs import check_json
+from bullworker.producer import check_options
 
 
 class Address(TypedDict):

@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from bullworker import AppConfig, ConfigError, create_app
 from bullworker.cli import cli
-from bullworker.ops import app_queues
-from bullworker.recording import recorded_queues
+from bullworker.history.recording import recorded_queues
+from bullworker.ops.inspect import app_queues
 
 
 def test_record_queues_setting_is_a_list_of_queue_names() -> None:

@@ -14,16 +14,16 @@ from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bullworker import AppConfig, ConfigError
-from bullworker.config import RedisSettings
-from bullworker.connection import (
+from bullworker.config.settings import RedisSettings
+from bullworker.runtime.watchdog import LoopWatchdog, job_task_name
+from bullworker.runtime.worker import BullWorker
+from bullworker.transport.connection import (
     RETRY_CAP,
     _Sentinel,
     bullmq_connection,
     connection_kwargs,
     retry_policy,
 )
-from bullworker.watchdog import LoopWatchdog, job_task_name
-from bullworker.worker import BullWorker
 
 
 async def test_worker_clients_use_bullworkers_retry_policy() -> None:

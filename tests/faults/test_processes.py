@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bullworker import keys
+from bullworker.core import keys
 from tests.conftest import REDIS_URL
 from tests.faults.report import Scenario
 from tests.faults.workload import ExecLog, Proc, base_env, dup_rows, store_rows, until, with_store

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bullworker import AppConfig, ConfigError, create_app
-from bullworker.store import open_store
+from bullworker.history.store import open_store
 from tests.conftest import REDIS_URL
 from tests.faults import fault_app
 from tests.faults.report import Scenario

@@ -16,7 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bullworker import QueueUnavailable, keys
-from bullworker.store import JobStore, open_store
+from bullworker.history.store import JobStore, open_store
 from tests.faults.fault_app import FaultJob
 
 ROOT = Path(__file__).resolve().parents[2]

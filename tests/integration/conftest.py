@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from bullworker.store import JobStore, open_store
+from bullworker.history.store import JobStore, open_store
 from tests.helpers import bullworker_env
 
 

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from bullworker import AppConfig, BaseJob, JobRegistry, create_app, worker_job
-from bullworker.connection import redis_client
+from bullworker.transport.connection import redis_client
 
 registry = JobRegistry()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bullworker import App, create_app
-from bullworker.store import JobRecord
+from bullworker.history.store import JobRecord
 from tests.helpers import app_config
 from tests.integration import ops_app
 

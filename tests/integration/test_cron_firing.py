@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from bullworker.store import open_store
+from bullworker.history.store import open_store
 from tests.helpers import bull_queue, eventually
 from tests.integration import cron_app
 from tests.integration.cron_support import (

@@ -10,7 +10,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from bullworker import BaseJob, ConfigError, JobRegistry, create_app, keys, worker_job
-from bullworker.cron import CronService, next_fire_times
+from bullworker.core.cron import next_fire_times
+from bullworker.runtime.cron import CronService
 from tests.helpers import bull_queue
 from tests.integration.cron_support import config_for, running, schedulers
 

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from bullworker import BaseJob, JobRegistry, worker_job
-from bullworker.cron import CronService, next_fire_times
+from bullworker.core.cron import next_fire_times
+from bullworker.runtime.cron import CronService
 from tests.helpers import bull_queue, node_env
 from tests.integration.cron_support import (
     ROOT,

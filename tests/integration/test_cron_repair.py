@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bullworker import BaseJob, JobRegistry, keys, worker_job
-from bullworker.cron import CronService
+from bullworker.runtime.cron import CronService
 from tests.faults.servers import free_port
 from tests.helpers import bull_queue, eventually
 from tests.integration.cron_support import config_for, schedulers

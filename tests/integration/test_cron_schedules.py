@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bullworker.cron import CronService
-from bullworker.store import JobRecord, open_store
+from bullworker.history.store import JobRecord, open_store
+from bullworker.runtime.cron import CronService
 from tests.integration import cron_app
 from tests.integration.cron_support import APP, ROOT, config_for, subprocess_env
 

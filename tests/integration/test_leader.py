@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from bullworker import keys
-from bullworker.leader import LeaderError, LeaderService
+from bullworker.core import keys
+from bullworker.transport.leader import LeaderError, LeaderService
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from bullworker import App, BaseJob, JobRegistry, Runner, create_app, worker_job
-from bullworker.metrics import MetricsService, install_metrics
-from bullworker.redaction import redact_url
+from bullworker.config.redaction import redact_url
+from bullworker.observe.metrics import MetricsService, install_metrics
 from tests.helpers import (
     app_config,
     bull_queue,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bullworker.errors import PayloadError
-from bullworker.queueing import check_options
-from bullworker.store import JobStore, open_store
+from bullworker.core.errors import PayloadError
+from bullworker.history.store import JobStore, open_store
+from bullworker.producer import check_options
 from tests.helpers import bull_queue, eventually, wait_finished
 from tests.integration import ops_app
 from tests.integration.ops_support import (

@@ -13,11 +13,11 @@ import pytest
 import redis.asyncio as aioredis
 from psycopg import sql
 
-from bullworker import keys
-from bullworker.durations import DurationError, parse_duration, parse_since
-from bullworker.recording import RecordingService
-from bullworker.store import JobStore, open_store
-from bullworker.store import schema as q
+from bullworker.core import keys
+from bullworker.core.durations import DurationError, parse_duration, parse_since
+from bullworker.history.recording import RecordingService
+from bullworker.history.store import JobStore, open_store
+from bullworker.history.store import schema as q
 from tests.helpers import app_config, eventually
 from tests.integration.ops_support import APP, bullworker, failed_row, ok_json, row
 

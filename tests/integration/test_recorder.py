@@ -16,9 +16,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from bullworker import App, BaseJob, JobRegistry, create_app, keys, worker_job
-from bullworker.connection import redis_client
-from bullworker.recorder import REMOVE_IF_UNCHANGED, Recorder
-from bullworker.store import JobStore, open_store
+from bullworker.history.recorder import REMOVE_IF_UNCHANGED, Recorder
+from bullworker.history.store import JobStore, open_store
+from bullworker.transport.connection import redis_client
 from tests.helpers import (
     REDIS_URL,
     app_config,

@@ -7,9 +7,9 @@ import logging
 import pytest
 import redis.asyncio as aioredis
 
-from bullworker import keys
-from bullworker.hashes import to_record
-from bullworker.store import JobStore
+from bullworker.core import keys
+from bullworker.history.hashes import to_record
+from bullworker.history.store import JobStore
 from tests.helpers import REDIS_URL
 from tests.integration.test_recorder import (
     EchoJob,

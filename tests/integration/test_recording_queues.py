@@ -25,9 +25,9 @@ from bullmq import Queue
 
 from bullworker import App, AppConfig, BaseJob, JobRegistry, create_app, keys
 from bullworker import worker_job as job
-from bullworker.recording import RecordingService
-from bullworker.runner import Runner
-from bullworker.store import JobRecord, JobStore
+from bullworker.history.recording import RecordingService
+from bullworker.history.store import JobRecord, JobStore
+from bullworker.runtime.runner import Runner
 from tests.conftest import REDIS_URL
 from tests.helpers import eventually
 

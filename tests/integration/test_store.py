@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from bullworker.store import (
+from bullworker.history.store import (
     JobRecord,
     JobStore,
     PostgresJobStore,

@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from bullworker import keys
-from bullworker.store import open_store
+from bullworker.core import keys
+from bullworker.history.store import open_store
 from tests.helpers import REDIS_URL, bull_queue, bullworker_env, eventually
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,9 +21,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from bullworker import App, AppConfig, BaseJob, JobRegistry, create_app, worker_job
-from bullworker.hashes import trace_id as recorded_trace_id
-from bullworker.store import JobStore, open_store
-from bullworker.tracing import TraceIdFilter, TracingHook, job_trace_context
+from bullworker.core.trace import job_trace_context
+from bullworker.history.hashes import trace_id as recorded_trace_id
+from bullworker.history.store import JobStore, open_store
+from bullworker.observe.tracing import TraceIdFilter, TracingHook
 from tests.helpers import REDIS_URL, bull_queue, bullworker_env, eventually, node_env, wait_finished
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from bullworker.worker import BullWorker
+from bullworker.runtime.worker import BullWorker
 from tests.helpers import REDIS_URL, bull_queue, eventually
 
 

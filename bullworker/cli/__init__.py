@@ -1,0 +1,21 @@
+"""The ``bullworker`` command: parses arguments, calls the library, prints the result.
+
+Each module registers its commands on :data:`bullworker.cli.app.cli`; to add a
+command, write it in the module of its group (or a new one imported here).
+"""
+
+from __future__ import annotations
+
+# The order of registration is the order of --help: start, queue and schedules first.
+from bullworker.cli import run
+
+# isort: split
+from bullworker.cli import ops
+from bullworker.cli.app import cli
+
+__all__ = ["cli", "main", "ops", "run"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

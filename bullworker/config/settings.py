@@ -1,0 +1,349 @@
+"""Configuration as plain data, read from the environment.
+
+Every annotated attribute of :class:`AppConfig` (and of its subclasses) is a
+setting; its environment variable is the attribute name in upper case. Values
+passed to the constructor win over the environment::
+
+    class MyConfig(AppConfig):
+        mail_from: str = "noreply@example.com"   # read from MAIL_FROM
+
+    config = MyConfig(bull_queue="mail")
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from bullworker.config.redaction import redact_url as redact
+from bullworker.config.tls import FILES as TLS_FILES
+from bullworker.config.tls import client_tls
+from bullworker.core.errors import ConfigError
+
+#: A PostgreSQL schema name bullworker accepts (as ``store.schema.SCHEMA_NAME_RE``).
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+#: DATABASE_URL schemes ``store.open_store`` accepts.
+_DB_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg", "sqlite")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse(name: str, raw: str, annotation: Any) -> Any:
+    """Convert an environment string to the type of the attribute."""
+    optional = False
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(annotation))
+        annotation = args[0] if len(args) == 1 else str
+    if optional and raw.strip() == "":
+        return None
+    try:
+        if annotation is bool:
+            lowered = raw.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError("expected true/false")
+        if annotation is int:
+            return int(raw)
+        if annotation is float:
+            return float(raw)
+    except ValueError as exc:
+        shown = "***" if _is_secret(name) else repr(raw)
+        raise ConfigError(
+            f"{name.upper()}={shown} is not a valid {annotation.__name__}: {exc}"
+        ) from None
+    return raw
+
+
+def queue_names(raw: str | None, setting: str) -> list[str]:
+    """The queues of a comma-separated list, in order, without blanks or repeats.
+
+    A name with ``:`` is refused, as Node BullMQ refuses it.
+    """
+    names = list(dict.fromkeys(q.strip() for q in (raw or "").split(",") if q.strip()))
+    bad = [q for q in names if ":" in q]
+    if bad:
+        raise ConfigError(f"{setting}: a queue name cannot contain ':' ({', '.join(bad)})")
+    return names
+
+
+def _is_secret(name: str) -> bool:
+    return "password" in name or name.endswith("_url")
+
+
+class AppConfig:
+    """Settings of a bullworker app; subclass it to add your own."""
+
+    app_env: str = "development"
+    enable_job_runner: bool | None = None
+
+    redis_url: str | None = None
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    redis_username: str | None = None
+    redis_password: str | None = None
+    redis_db: int = 0
+    redis_tls: bool = False
+    #: PEM files for TLS: the CA to trust, and a client certificate with its key.
+    redis_tls_ca_file: str | None = None
+    redis_tls_cert_file: str | None = None
+    redis_tls_key_file: str | None = None
+    redis_sentinel_host: str | None = None
+    redis_sentinel_port: int = 26379
+    redis_sentinel_name: str = "mymaster"
+    #: Credentials of the sentinels themselves (REDIS_PASSWORD is the data nodes').
+    redis_sentinel_username: str | None = None
+    redis_sentinel_password: str | None = None
+
+    # BULL_REDIS_* override REDIS_* for the queues, one key at a time.
+    bull_redis_url: str | None = None
+    bull_redis_host: str | None = None
+    bull_redis_port: int | None = None
+    bull_redis_username: str | None = None
+    bull_redis_password: str | None = None
+    bull_redis_db: int | None = None
+    bull_redis_tls: bool | None = None
+    bull_redis_tls_ca_file: str | None = None
+    bull_redis_tls_cert_file: str | None = None
+    bull_redis_tls_key_file: str | None = None
+    bull_redis_sentinel_host: str | None = None
+    bull_redis_sentinel_port: int | None = None
+    bull_redis_sentinel_name: str | None = None
+    bull_redis_sentinel_username: str | None = None
+    bull_redis_sentinel_password: str | None = None
+
+    bull_prefix: str = "bull"
+    bull_queue: str = "default"
+    #: Seconds a producer call or a connection attempt may take before it fails.
+    redis_timeout: float = 10.0
+    #: Largest payload ``queue_job`` accepts, in bytes of JSON (0: no limit).
+    max_payload_bytes: int = 1_048_576
+
+    database_url: str | None = None
+    #: PostgreSQL schema of the ``_jobs`` table (default: the search path).
+    database_schema: str | None = None
+    sqlite_path: str = "bullworker.sqlite3"
+    #: Record finished jobs in ``_jobs`` (and then remove them from Redis).
+    record_jobs: bool = True
+    #: Comma-separated queues to record without consuming them (queues that only
+    #: other services, e.g. Node, process): a recorder election per queue, no Worker.
+    record_queues: str | None = None
+    recorder_batch_size: int = 500
+    #: Seconds between sweeps of the finished sets when no event arrives.
+    recorder_sweep_interval: float = 5.0
+    #: Seconds a recorder leader's lock lives without renewal (takeover time).
+    leader_ttl: float = 10.0
+    #: Age after which recorder leaders delete ``_jobs`` rows, e.g. ``"30d"``; unset keeps all.
+    jobs_retention: str | None = None
+    #: Seconds between two retention runs of a recorder leader.
+    jobs_retention_interval: float = 3600.0
+
+    worker_concurrency: int = 10
+    #: Comma-separated queues this runner consumes; empty means every queue of
+    #: the registered jobs.
+    worker_queues: str | None = None
+    worker_lock_duration: int = 30_000
+    worker_stalled_interval: int = 30_000
+    worker_max_stalled_count: int = 1
+    #: Seconds running jobs get to finish on shutdown before a forced close.
+    shutdown_grace: float = 25.0
+    #: Seconds the event loop may stay blocked (an async handler calling blocking
+    #: code) before the runner's watchdog logs a warning naming the job; 0: off.
+    loop_block_warning: float = 5.0
+    cron_tz: str = "UTC"
+
+    _settings: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, environ: Mapping[str, str] | None = None, **overrides: Any) -> None:
+        env = os.environ if environ is None else environ
+        fields = self.settings()
+        unknown = set(overrides) - set(fields)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        for name, annotation in fields.items():
+            if name in overrides:
+                value = overrides[name]
+            elif name.upper() in env:
+                value = _parse(name, env[name.upper()], annotation)
+            else:
+                value = getattr(type(self), name)
+            setattr(self, name, value)
+        self.validate()
+
+    @classmethod
+    def settings(cls) -> dict[str, Any]:
+        """Names and types of every setting, including those of subclasses."""
+        found: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            if klass is object:
+                continue
+            hints = typing.get_type_hints(klass)
+            for name in vars(klass).get("__annotations__", {}):
+                if not name.startswith("_") and typing.get_origin(hints[name]) is not ClassVar:
+                    found[name] = hints[name]
+        return found
+
+    def validate(self) -> None:
+        """Reject values that cannot work; subclasses may extend it."""
+        if self.worker_concurrency < 1:
+            raise ConfigError("WORKER_CONCURRENCY must be at least 1")
+        if self.shutdown_grace < 0:
+            raise ConfigError("SHUTDOWN_GRACE must not be negative")
+        if self.loop_block_warning < 0:
+            raise ConfigError("LOOP_BLOCK_WARNING must not be negative")
+        if self.database_url and self.database_url.partition("://")[0].lower() not in _DB_SCHEMES:
+            raise ConfigError(
+                f"DATABASE_URL={redact(self.database_url)!r} is neither a postgresql:// "
+                "nor a sqlite:/// URL"
+            )
+        if self.database_schema is not None and not _SCHEMA_NAME.fullmatch(self.database_schema):
+            raise ConfigError(
+                f"DATABASE_SCHEMA={self.database_schema!r} is not a plain identifier "
+                "(letters, digits and _, not starting with a digit, at most 63 characters)"
+            )
+        if self.recorder_batch_size < 1 or self.recorder_sweep_interval <= 0:
+            raise ConfigError("RECORDER_BATCH_SIZE and RECORDER_SWEEP_INTERVAL must be positive")
+        if self.leader_ttl < 1:
+            raise ConfigError("LEADER_TTL must be at least 1 second")
+        if self.redis_timeout <= 0:
+            raise ConfigError("REDIS_TIMEOUT must be positive")
+        if not self.bull_queue or ":" in self.bull_queue:
+            raise ConfigError("BULL_QUEUE must be a non-empty name without ':'")
+        if not self.bull_prefix:
+            raise ConfigError("BULL_PREFIX must not be empty")
+        if self.jobs_retention is not None:
+            from bullworker.core.durations import DurationError, parse_duration
+
+            try:
+                parse_duration(self.jobs_retention)
+            except DurationError as exc:
+                raise ConfigError(f"JOBS_RETENTION: {exc}") from None
+        if self.jobs_retention_interval <= 0:
+            raise ConfigError("JOBS_RETENTION_INTERVAL must be positive")
+        queue_names(self.record_queues, "RECORD_QUEUES")
+        self._check_redis_tls("bull")
+
+    def _check_redis_tls(self, scope: str) -> None:
+        """The TLS files of a scope: paired, loadable, and for a TLS connection."""
+
+        def name(key: str) -> str:
+            scoped = getattr(self, f"{scope}_redis_{key}", None) is not None
+            return f"{scope.upper()}_REDIS_{key.upper()}" if scoped else f"REDIS_{key.upper()}"
+
+        client_tls(self.redis_settings(scope), {key: name(key) for key in TLS_FILES})
+
+    @property
+    def is_development(self) -> bool:
+        return self.app_env in ("", "development", "dev")
+
+    @property
+    def is_test(self) -> bool:
+        return self.app_env == "test"
+
+    @property
+    def runner_enabled(self) -> bool:
+        """Whether the app starts the runner by itself (DESIGN §5)."""
+        if self.enable_job_runner is not None:
+            return self.enable_job_runner
+        return self.is_development
+
+    @property
+    def consumed_queues(self) -> list[str] | None:
+        if not self.worker_queues:
+            return None
+        return [q.strip() for q in self.worker_queues.split(",") if q.strip()]
+
+    @property
+    def record_only_queues(self) -> list[str]:
+        """``RECORD_QUEUES`` as a list: queues a runner records without consuming them."""
+        return queue_names(self.record_queues, "RECORD_QUEUES")
+
+    def redis_settings(self, scope: str | None = "bull") -> RedisSettings:
+        """Redis settings for a scope: ``BULL_REDIS_*`` keys win over ``REDIS_*``."""
+
+        def pick(key: str) -> Any:
+            scoped = getattr(self, f"{scope}_redis_{key}", None) if scope else None
+            return scoped if scoped is not None else getattr(self, f"redis_{key}")
+
+        scoped_url = getattr(self, f"{scope}_redis_url", None) if scope else None
+        scoped_host = getattr(self, f"{scope}_redis_host", None) if scope else None
+        scoped_sentinel = getattr(self, f"{scope}_redis_sentinel_host", None) if scope else None
+        sentinel = pick("sentinel_host")
+        if (scoped_url or scoped_host) and scoped_sentinel is None:
+            sentinel = None  # a scoped address beats a global sentinel
+        url = scoped_url if scoped_url or scoped_host else self.redis_url
+        return RedisSettings(
+            url=None if sentinel else url,
+            host=pick("host"),
+            port=pick("port"),
+            username=pick("username"),
+            password=pick("password"),
+            db=pick("db"),
+            tls=pick("tls"),
+            tls_ca_file=pick("tls_ca_file"),
+            tls_cert_file=pick("tls_cert_file"),
+            tls_key_file=pick("tls_key_file"),
+            sentinel_host=sentinel,
+            sentinel_port=pick("sentinel_port"),
+            sentinel_name=pick("sentinel_name"),
+            sentinel_username=pick("sentinel_username"),
+            sentinel_password=pick("sentinel_password"),
+            timeout=self.redis_timeout,
+        )
+
+    def __repr__(self) -> str:
+        parts = []
+        for name in self.settings():
+            value = getattr(self, name)
+            if value is not None and _is_secret(name):
+                value = redact(str(value)) if name.endswith("_url") else "***"
+            parts.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """Where and how to reach one Redis deployment."""
+
+    url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 6379
+    username: str | None = None
+    password: str | None = None
+    db: int = 0
+    tls: bool = False
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    sentinel_host: str | None = None
+    sentinel_port: int = 26379
+    sentinel_name: str = "mymaster"
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
+    timeout: float = 10.0
+
+    @property
+    def uses_tls(self) -> bool:
+        """Whether connections to the data nodes use TLS (``rediss://`` or ``tls``)."""
+        if self.url and not self.sentinel_host:
+            return self.url.partition("://")[0].lower() == "rediss"
+        return self.tls
+
+    def describe(self) -> str:
+        """A human description without secrets, for logs and errors."""
+        if self.sentinel_host:
+            return f"sentinel {self.sentinel_host}:{self.sentinel_port} ({self.sentinel_name})"
+        if self.url:
+            return redact(self.url)
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{self.host}:{self.port}/{self.db}"
+
+    def __repr__(self) -> str:
+        return f"RedisSettings({self.describe()})"

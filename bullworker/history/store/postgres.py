@@ -1,0 +1,299 @@
+"""PostgreSQL job store: psycopg 3 async with a psycopg_pool connection pool."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, NoReturn
+
+import psycopg
+from psycopg.rows import TupleRow
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from bullworker.config.redaction import redact_url, scrub, url_secrets
+from bullworker.history.store import schema as q
+from bullworker.history.store.base import (
+    JobRecord,
+    JobStore,
+    StoreError,
+    StoreUnavailable,
+    check_status,
+    from_naive_utc,
+    to_naive_utc,
+)
+
+Conn = psycopg.AsyncConnection[TupleRow]
+
+
+def _text(value: str, limit: int) -> str:
+    """Fit `value` into varchar(limit): PostgreSQL rejects NUL and overlong text."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    return value[:limit]
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(v) for v in value]
+    return value
+
+
+def _dumps(value: Any) -> str:
+    """JSON for jsonb, which cannot hold ``\\u0000``: such characters are dropped."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if "\\u0000" in text:
+        text = json.dumps(_without_nul(value), ensure_ascii=False, separators=(",", ":"))
+    return text
+
+
+def _jsonb(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value, dumps=_dumps)
+
+
+def _record(row: Sequence[Any]) -> JobRecord:
+    executed, trace, recorded = row[9], row[11], row[12]
+    return JobRecord(
+        queue=row[0],
+        queue_id=row[1],
+        attempt=row[2],
+        name=row[3],
+        data=row[4],
+        status=row[5],
+        result=row[6],
+        created_at=from_naive_utc(row[7]),
+        should_execute_at=from_naive_utc(row[8]),
+        executed_at=None if executed is None else from_naive_utc(executed),
+        completed_at=from_naive_utc(row[10]),
+        trace_id=None if trace is None else trace.rstrip(),
+        recorded_at=None if recorded is None else from_naive_utc(recorded),
+        retry_of=row[13],
+    )
+
+
+def _naive(value: datetime | None) -> datetime | None:
+    return None if value is None else to_naive_utc(value)
+
+
+class PostgresJobStore(JobStore):
+    """``_jobs`` in PostgreSQL, optionally in schema `schema` (created if missing)."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str | None = None,
+        pool_min: int = 1,
+        pool_max: int = 4,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self._table = q.pg_table(schema)  # validates the schema name
+        self._schema = schema
+        self._conninfo = conninfo
+        self._display = redact_url(conninfo)
+        self._secrets = url_secrets(conninfo)
+        self._pool_min = pool_min
+        self._pool_max = max(pool_min, pool_max)
+        self._timeout = connect_timeout
+        self._pool: AsyncConnectionPool[Conn] | None = None
+        self._open_lock = asyncio.Lock()
+        self._insert = q.pg_statement(q.PG_INSERT, self._table)
+        self._get = q.pg_statement(q.PG_GET, self._table)
+        self._retries = q.pg_statement(q.PG_RETRIES, self._table)
+
+    def __repr__(self) -> str:
+        return f"PostgresJobStore({self._display!r}, schema={self._schema!r})"
+
+    def _fail(self, exc: BaseException) -> NoReturn:
+        """Re-raise a driver error as StoreUnavailable/StoreError, password scrubbed."""
+        detail = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
+        if isinstance(exc, TimeoutError):
+            detail = f"no answer within {self._timeout:g} s"
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | TimeoutError):
+            raise StoreUnavailable(f"PostgreSQL {self._display} unavailable: {detail}") from None
+        raise StoreError(f"PostgreSQL {self._display}: {detail}") from None
+
+    async def open(self) -> None:
+        async with self._open_lock:
+            if self._pool is not None:
+                return
+            kwargs: dict[str, Any] = {
+                "autocommit": True,
+                "connect_timeout": max(2, math.ceil(self._timeout)),
+            }
+            try:
+                # One direct connection first: fails fast with libpq's reason
+                # (the pool would only report a timeout), then creates the table.
+                async with asyncio.timeout(self._timeout):
+                    conn = await psycopg.AsyncConnection.connect(self._conninfo, **kwargs)
+                async with conn:
+                    await self._ensure_schema(conn)
+            except (psycopg.Error, TimeoutError) as exc:
+                self._fail(exc)
+            pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+                self._conninfo,
+                open=False,
+                min_size=self._pool_min,
+                max_size=self._pool_max,
+                kwargs=kwargs,
+                timeout=self._timeout,
+                check=AsyncConnectionPool.check_connection,
+                name="bullworker-store",
+            )
+            try:
+                await pool.open(wait=True, timeout=self._timeout)
+            except (psycopg.Error, TimeoutError) as exc:
+                await pool.close()
+                self._fail(exc)
+            self._pool = pool
+
+    async def close(self) -> None:
+        async with self._open_lock:
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                await pool.close()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Conn]:
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"PostgreSQL store {self._display} is not open")
+        try:
+            async with pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            self._fail(exc)
+
+    async def ensure_schema(self) -> None:
+        async with self._connection() as conn:
+            await self._ensure_schema(conn)
+
+    async def _ensure_schema(self, conn: Conn) -> None:
+        cur = await conn.execute(q.PG_OBJECTS_PRESENT, (self._schema, q.PG_OBJECT_NAMES))
+        row = await cur.fetchone()
+        if row is not None and row[0] == len(q.PG_OBJECT_NAMES):
+            cur = await conn.execute(
+                q.PG_COLUMNS_PRESENT, (self._schema, q.TABLE, q.PG_ADDED_COLUMN_NAMES)
+            )
+            row = await cur.fetchone()
+            if row is not None and row[0] == len(q.PG_ADDED_COLUMN_NAMES):
+                return
+        async with conn.transaction():
+            await conn.execute(q.PG_DDL_LOCK, (q.DDL_LOCK_KEY,))
+            if self._schema is not None:
+                cur = await conn.execute(q.PG_SCHEMA_EXISTS, (self._schema,))
+                exists = await cur.fetchone()
+                if not (exists and exists[0]):
+                    await conn.execute(q.pg_create_schema(self._schema))
+            for statement in q.pg_ddl(self._table):
+                await conn.execute(statement)
+
+    async def insert_records(self, records: Sequence[JobRecord]) -> int:
+        if not records:
+            return 0
+        rows = [
+            (
+                _text(r.id, 255),
+                _text(r.queue, 255),
+                _text(r.queue_id, 255),
+                r.attempt,
+                _text(r.name, 255),
+                _jsonb(r.data),
+                None if r.trace_id is None else _text(r.trace_id, 32),
+                r.status,
+                _jsonb(r.result),
+                to_naive_utc(r.created_at),
+                to_naive_utc(r.should_execute_at),
+                _naive(r.executed_at),
+                to_naive_utc(r.completed_at),
+                None if r.retry_of is None else _text(r.retry_of, 255),
+            )
+            for r in records
+        ]
+        # Primary-key order: two recorders inserting overlapping batches cannot deadlock.
+        rows.sort(key=lambda row: (row[0], row[9], row[3]))
+        async with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.executemany(self._insert, rows)  # pipelined: one round trip
+            return max(cur.rowcount, 0)  # summed over the batch: rows actually inserted
+
+    def _filtered(self, template: str, **filters: Any) -> tuple[psycopg.sql.Composed, list[Any]]:
+        """`template` with its ``{where}`` filled from the non-None `filters`."""
+        check_status(filters["status"])
+        filters["since"], filters["until"] = _naive(filters["since"]), _naive(filters["until"])
+        where, params = q.where_clause("%s", **filters)
+        return q.pg_statement(template, self._table, where=where), params
+
+    async def recent(
+        self,
+        *,
+        queue: str | None = None,
+        name: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        statement, params = self._filtered(
+            q.PG_RECENT, queue=queue, name=name, status=status, since=since, until=until
+        )
+        async with self._connection() as conn:
+            cur = await conn.execute(statement, [*params, max(limit, 0)])
+            return [_record(row) for row in await cur.fetchall()]
+
+    async def get(self, job_id: str) -> list[JobRecord]:
+        async with self._connection() as conn:
+            cur = await conn.execute(self._get, (job_id,))
+            return [_record(row) for row in await cur.fetchall()]
+
+    async def retries_of(self, job_id: str) -> list[JobRecord]:
+        async with self._connection() as conn:
+            cur = await conn.execute(self._retries, (job_id,))
+            return [_record(row) for row in await cur.fetchall()]
+
+    async def count(
+        self,
+        *,
+        queue: str | None = None,
+        name: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        statement, params = self._filtered(
+            q.PG_COUNT, queue=queue, name=name, status=status, since=since, until=until
+        )
+        async with self._connection() as conn:
+            cur = await conn.execute(statement, params)
+            row = await cur.fetchone()
+            return 0 if row is None else int(row[0])
+
+    async def prune(
+        self, *, older_than: datetime, status: str | None = None, batch_size: int = 5000
+    ) -> int:
+        check_status(status)
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        status_sql = "" if status is None else q.PG_PRUNE_STATUS
+        statement = q.pg_statement(q.PG_PRUNE, self._table, status=status_sql)
+        params: list[Any] = [to_naive_utc(older_than)]
+        params += [] if status is None else [status]
+        params.append(batch_size)
+        total = 0
+        while True:  # each batch is its own autocommitted statement (short transaction)
+            async with self._connection() as conn:
+                deleted = max((await conn.execute(statement, params)).rowcount, 0)
+            total += deleted
+            if deleted < batch_size:
+                return total
+
+    async def ping(self) -> None:
+        async with self._connection() as conn:
+            await conn.execute(q.PG_PING)

@@ -1,0 +1,388 @@
+"""``bullworker doctor``: is this deployment set up the way bullworker needs it?
+
+Each check is one `Check` line, OK, WARN or FAIL, with what to do about it.
+Nothing is changed: the ``_jobs`` table is looked for, not created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote, unquote
+from zoneinfo import ZoneInfo
+
+import psycopg
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from bullworker.app import App
+from bullworker.config.redaction import redact_url, scrub, url_secrets
+from bullworker.config.settings import AppConfig, RedisSettings
+from bullworker.history.recorder import recording_lag
+from bullworker.history.store import PostgresJobStore, open_store
+from bullworker.history.store import schema as q
+from bullworker.ops.inspect import app_queues, iso, read_leader
+from bullworker.transport.connection import connection_kwargs, redis_client
+from bullworker.transport.tls import TLSConnection
+
+Level = Literal["OK", "WARN", "FAIL"]
+
+#: BullMQ refuses older servers; it recommends at least 6.2.
+MIN_REDIS = (5, 0, 0)
+RECOMMENDED_REDIS = (6, 2, 0)
+#: From this version BullMQ blocks for 1 ms instead of whole seconds.
+PRECISE_BLOCKING_REDIS = (7, 0, 8)
+#: Recording lag (seconds) above which the recorder looks stuck.
+LAG_WARNING = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One finding: ``level`` OK, WARN or FAIL, and for the latter two a ``fix``."""
+
+    name: str
+    level: Level
+    message: str
+    fix: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.name, "level": self.level, "message": self.message, "fix": self.fix}
+
+
+def failed(checks: list[Check]) -> bool:
+    """Whether any check FAILed (``bullworker doctor`` then exits with 1)."""
+    return any(check.level == "FAIL" for check in checks)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for part in text.split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+async def run_doctor(app: App) -> list[Check]:
+    """Every check, in a fixed order; Redis checks stop at an unreachable server."""
+    config = app.config
+    settings = config.redis_settings("bull")
+    checks = [connection_check(settings)]
+    client = _client(settings)
+    try:
+        reachable = await _ping(client, config, checks)
+        if reachable:
+            checks += await _guarded("redis server", _server_checks(client, config))
+        checks.append(await database_check(config))
+        checks += job_checks(app)
+        if reachable:
+            checks += await _guarded("recorder", _leader_checks(client, app))
+    finally:
+        await client.aclose()
+    return checks
+
+
+async def _guarded(name: str, work: Awaitable[list[Check]]) -> list[Check]:
+    """The checks of ``work``, or one FAIL if Redis stops answering meanwhile."""
+    try:
+        return await work
+    except Exception as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+        return [
+            Check(name, "FAIL", f"Redis stopped answering ({reason})", "check the Redis server")
+        ]
+
+
+def _client(settings: RedisSettings) -> aioredis.Redis:
+    """bullworker's client, but without retries: an unreachable server shows its reason."""
+    kwargs = connection_kwargs(settings)
+    if "connection_pool" in kwargs:
+        return redis_client(settings)
+    client = aioredis.Redis(decode_responses=True, retry=Retry(NoBackoff(), 0), **kwargs)
+    if kwargs.get("ssl"):
+        client.connection_pool.connection_class = TLSConnection
+    return client
+
+
+def _shown(kwargs: dict[str, Any]) -> str:
+    """``key=value, ...`` of connection keywords, passwords as ``***``."""
+    return ", ".join(
+        f"{key}={'***' if 'password' in key else repr(value)}"
+        for key, value in kwargs.items()
+        if value is not None or key == "socket_timeout"
+    )
+
+
+def connection_check(settings: RedisSettings) -> Check:
+    """The redis-py keyword arguments bullmq gets, passwords hidden."""
+    kwargs = connection_kwargs(settings)
+    if "connection_pool" in kwargs:
+        pool = kwargs["connection_pool"]
+        shown = f"{settings.describe()} through a SentinelConnectionPool"
+        sentinel_auth = {
+            key: pool.sentinel_manager.sentinel_kwargs.get(key) for key in ("username", "password")
+        }
+        if any(value is not None for value in sentinel_auth.values()):
+            shown += f"; sentinels: {_shown(sentinel_auth)}"
+        master = {
+            key: value
+            for key, value in pool.connection_kwargs.items()
+            if key in ("username", "password", "db") or key.startswith("ssl_")
+        }
+        tls = ", TLS" if settings.uses_tls else ""
+        shown += f"; master{tls}: {_shown(master)}"
+        timeout = pool.connection_kwargs.get("socket_timeout")
+    else:
+        timeout = kwargs.get("socket_timeout")
+        shown = _shown(kwargs)
+    if timeout is not None:
+        return Check(
+            "connection",
+            "WARN",
+            f"socket_timeout={timeout!r}: blocking reads may time out ({shown})",
+            "build connections with bullworker.connection.bullmq_connection()",
+        )
+    return Check("connection", "OK", f"bullmq connection: {shown}")
+
+
+async def _ping(client: aioredis.Redis, config: AppConfig, checks: list[Check]) -> bool:
+    settings, timeout = config.redis_settings("bull"), config.redis_timeout
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            await client.ping()
+    except Exception as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+        checks.append(
+            Check(
+                "redis",
+                "FAIL",
+                f"cannot reach Redis at {settings.describe()} within {timeout:g} s ({reason})",
+                "start Redis or point REDIS_URL (or REDIS_HOST/REDIS_PORT, BULL_REDIS_* for "
+                "the queues) at it; REDIS_TIMEOUT bounds the wait",
+            )
+        )
+        return False
+    elapsed = (time.perf_counter() - started) * 1000
+    checks.append(Check("redis", "OK", f"{settings.describe()} answered PING in {elapsed:.1f} ms"))
+    return True
+
+
+async def _server_checks(client: aioredis.Redis, config: AppConfig) -> list[Check]:
+    checks: list[Check] = []
+    timeout = config.redis_timeout
+    async with asyncio.timeout(timeout):
+        info = await client.info("server")
+    raw = str(info.get("redis_version", "0"))
+    version = _version(raw)
+    upgrade = "upgrade Redis to 7.0.8 or later"
+    if version < MIN_REDIS:
+        checks.append(
+            Check("redis version", "FAIL", f"Redis {raw}: BullMQ needs 5.0 or later", upgrade)
+        )
+    elif version < RECOMMENDED_REDIS:
+        checks.append(
+            Check("redis version", "WARN", f"Redis {raw}: BullMQ recommends 6.2 or later", upgrade)
+        )
+    elif version < PRECISE_BLOCKING_REDIS:
+        message = f"Redis {raw}: before 7.0.8 BullMQ blocks in whole seconds, so delayed and cron jobs may start up to 1 s late"
+        checks.append(Check("redis version", "WARN", message, upgrade))
+    else:
+        checks.append(Check("redis version", "OK", f"Redis {raw}"))
+    fix = (
+        "run CONFIG SET maxmemory-policy noeviction, and put 'maxmemory-policy noeviction' "
+        "in redis.conf (or your provider's settings) so it survives a restart"
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            policy = (await client.config_get("maxmemory-policy")).get("maxmemory-policy")
+    except Exception as exc:  # managed services often refuse CONFIG
+        message = (
+            f"cannot read maxmemory-policy ({type(exc).__name__}: {exc}); it must be noeviction"
+        )
+        checks.append(Check("maxmemory-policy", "WARN", message, fix))
+        return checks
+    if policy != "noeviction":
+        message = (
+            f"maxmemory-policy is {policy}: under memory pressure Redis evicts keys and loses jobs"
+        )
+        checks.append(Check("maxmemory-policy", "WARN", message, fix))
+    else:
+        checks.append(Check("maxmemory-policy", "OK", "noeviction"))
+    return checks
+
+
+async def database_check(config: AppConfig) -> Check:
+    """Reachable, and ``_jobs`` exists or will be created; the URL shown without password."""
+    url = config.database_url
+    try:
+        store = open_store(url, sqlite_path=config.sqlite_path, pg_schema=config.database_schema)
+    except ValueError as exc:
+        return Check("database", "FAIL", str(exc), "fix DATABASE_URL")
+    if isinstance(store, PostgresJobStore) and url:
+        return await _postgres_check(url, config)
+    path = (unquote(url.partition("://")[2][1:]) or ":memory:") if url else config.sqlite_path
+    return await asyncio.to_thread(_sqlite_check, path)
+
+
+async def _postgres_check(url: str, config: AppConfig) -> Check:
+    conninfo = "postgresql://" + url.partition("://")[2]
+    where = redact_url(conninfo) + (
+        f" (schema {config.database_schema})" if config.database_schema else ""
+    )
+    fix = "check DATABASE_URL, and that PostgreSQL runs and accepts connections from here"
+    try:
+        async with asyncio.timeout(config.redis_timeout):
+            conn = await psycopg.AsyncConnection.connect(
+                conninfo, autocommit=True, connect_timeout=max(2, int(config.redis_timeout))
+            )
+            async with conn:
+                cur = await conn.execute(q.PG_OBJECTS_PRESENT, (config.database_schema, [q.TABLE]))
+                table = await cur.fetchone()
+                cur = await conn.execute(
+                    q.PG_COLUMNS_PRESENT,
+                    (config.database_schema, q.TABLE, q.PG_ADDED_COLUMN_NAMES),
+                )
+                columns = await cur.fetchone()
+    except (psycopg.Error, TimeoutError, OSError) as exc:
+        detail = "no answer" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+        detail = scrub(detail, url_secrets(conninfo)).strip().splitlines()[0]
+        return Check("database", "FAIL", f"PostgreSQL {where} unreachable: {detail}", fix)
+    if not (table and table[0]):
+        return Check(
+            "database", "OK", f"PostgreSQL {where}: _jobs will be created by the first runner"
+        )
+    if not (columns and columns[0] == len(q.PG_ADDED_COLUMN_NAMES)):
+        return Check(
+            "database",
+            "OK",
+            f"PostgreSQL {where}: _jobs exists; new columns will be added by the next runner",
+        )
+    return Check("database", "OK", f"PostgreSQL {where}: _jobs exists")
+
+
+def _sqlite_check(path: str) -> Check:
+    if path == ":memory:":
+        return Check(
+            "database",
+            "WARN",
+            "SQLite in memory: the job history is lost with the process",
+            "set SQLITE_PATH or DATABASE_URL",
+        )
+    file = Path(path)
+    if not file.exists():
+        folder = file.parent if str(file.parent) else Path(".")
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            return Check(
+                "database",
+                "FAIL",
+                f"SQLite {path}: folder {folder} is missing or not writable",
+                "set SQLITE_PATH to a writable place",
+            )
+        return Check("database", "OK", f"SQLite {path}: _jobs will be created by the first runner")
+    if not os.access(file, os.W_OK):
+        return Check(
+            "database",
+            "FAIL",
+            f"SQLite {path} is not writable",
+            "fix the file's permissions or SQLITE_PATH",
+        )
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(file.resolve()))}?mode=ro", uri=True, timeout=5)
+        try:
+            exists = conn.execute(q.SQLITE_TABLE_EXISTS).fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return Check("database", "FAIL", f"SQLite {path}: {exc}", "check SQLITE_PATH")
+    state = "_jobs exists" if exists else "_jobs will be created by the first runner"
+    return Check("database", "OK", f"SQLite {path}: {state}")
+
+
+def job_checks(app: App) -> list[Check]:
+    """Each registered job: queue, cron schedule, and whether its dependencies resolve."""
+    definitions = sorted(app.registry, key=lambda d: d.name)
+    if not definitions:
+        return [
+            Check(
+                "jobs",
+                "WARN",
+                "no jobs registered",
+                "declare jobs with @worker_job() in modules the app imports, or pass registry=",
+            )
+        ]
+    checks = []
+    for definition in definitions:
+        cls = definition.cls
+        parts = [f"queue {definition.queue(app.config.bull_queue)}"]
+        if cls.CRON_SCHEDULE:
+            tz = cls.CRON_TZ or app.config.cron_tz
+            parts.append(
+                f"cron {cls.CRON_SCHEDULE!r} {tz}, next {iso(_next_run(cls.CRON_SCHEDULE, tz))}"
+            )
+        try:
+            app.build_job(cls)
+        except Exception as exc:
+            message = f"{definition.name}: {', '.join(parts)}; cannot be built: {exc}"
+            fix = "make the type resolvable: create_app(providers=[...]) or app.provide(Type, instance)"
+            checks.append(Check("job", "FAIL", message, fix))
+            continue
+        checks.append(
+            Check("job", "OK", f"{definition.name}: {', '.join(parts)}; dependencies resolve")
+        )
+    return checks
+
+
+def _next_run(pattern: str, tz: str) -> datetime | None:
+    from croniter import croniter
+
+    try:
+        found: datetime = croniter(
+            pattern, datetime.now(ZoneInfo(tz)), second_at_beginning=True
+        ).get_next(datetime)
+    except Exception:
+        return None
+    return found
+
+
+async def _leader_checks(client: aioredis.Redis, app: App) -> list[Check]:
+    config = app.config
+    if not config.record_jobs:
+        fix = (
+            "unset RECORD_JOBS, or remove finished jobs another way (removeOnComplete/removeOnFail)"
+        )
+        return [Check("recorder", "WARN", "RECORD_JOBS=false: finished jobs stay in Redis", fix)]
+    checks = []
+    for queue in app_queues(app):
+        async with asyncio.timeout(config.redis_timeout):
+            leader = await read_leader(client, config.bull_prefix, queue)
+            lag = await recording_lag(client, config.bull_prefix, queue)
+        if leader is None:
+            message = f"queue {queue}: no recorder leader, so finished jobs stay in Redis (lag {lag:.0f} s)"
+            checks.append(
+                Check("recorder", "WARN", message, "start a runner: bullworker start --app ...")
+            )
+        elif lag > LAG_WARNING:
+            message = f"queue {queue}: leader {leader.describe()}, but the oldest finished job waits {lag:.0f} s"
+            checks.append(
+                Check(
+                    "recorder",
+                    "WARN",
+                    message,
+                    "look at the leader's log: is the database reachable?",
+                )
+            )
+        else:
+            checks.append(
+                Check(
+                    "recorder", "OK", f"queue {queue}: leader {leader.describe()}, lag {lag:.1f} s"
+                )
+            )
+    return checks

@@ -1,0 +1,122 @@
+"""Jobs still in Redis: not recorded yet, or never (``RECORD_JOBS=false``).
+
+``jobs show`` reads one of them; ``retry`` finds failed ones here when
+``_jobs`` has no row for them. Keys come from `keys`; a job's hash is read as
+the recorder reads it (`hashes.to_record`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bullworker.config.settings import AppConfig
+from bullworker.core import keys
+from bullworker.history.hashes import to_record
+from bullworker.history.store import JobRecord, JobStore
+from bullworker.ops.inspect import OpsError, check_job_id, job_detail
+from bullworker.transport.connection import close_queue, open_queue, redis_client
+from bullworker.transport.deadline import bounded
+
+
+async def _read(config: AppConfig, job_id: str) -> tuple[str, dict[str, str]] | None:
+    """BullMQ's state and the hash fields of ``<queue>:<jobId>``, None if it is not there."""
+    queue_name, _, queue_id = check_job_id(job_id).partition(":")
+    client = redis_client(config.redis_settings("bull"))
+    queue = open_queue(config, queue_name)
+    try:
+        raw = await bounded(
+            config,
+            f"read job {job_id}",
+            client.hgetall(keys.job_key(config.bull_prefix, queue_name, queue_id)),
+        )
+        if not raw:
+            return None
+        state = str(await bounded(config, f"read job {job_id}", queue.getJobState(queue_id)))
+    finally:
+        await client.aclose()
+        await close_queue(queue, config.redis_timeout)
+    return state, {str(k): str(v) for k, v in raw.items()}
+
+
+async def job_in_redis(config: AppConfig, job_id: str) -> dict[str, Any] | None:
+    """`job_detail` of ``<queue>:<jobId>`` as it is in Redis now, None if it is not there.
+
+    A job waiting, delayed or running has not been recorded yet; a finished
+    one is there until the recorder has written it (or for good when
+    ``RECORD_JOBS`` is off). ``status`` is BullMQ's state of the job.
+    """
+    found = await _read(config, job_id)
+    if found is None:
+        return None
+    state, fields = found
+    queue_name, _, queue_id = job_id.partition(":")
+    # Read as a failed row when it failed, or when an earlier attempt did (another is due).
+    failed = state == "failed" or (state != "completed" and bool(fields.get("failedReason")))
+    detail = job_detail(
+        to_record(queue_name, queue_id, "failed" if failed else "completed", fields)
+    )
+    detail["source"] = "redis"
+    if state not in ("completed", "failed"):  # not finished: no result or finish time yet
+        detail["status"] = state
+        detail.pop("result", None)
+        detail["timings"].update(finished=None, duration_ms=None)
+    return detail
+
+
+async def failed_in_redis(config: AppConfig, job_id: str) -> JobRecord | None:
+    """``<queue>:<jobId>`` as a failed row, if it has failed for good and is still in Redis."""
+    found = await _read(config, job_id)
+    if found is None or found[0] != "failed":
+        return None
+    queue_name, _, queue_id = job_id.partition(":")
+    return to_record(queue_name, queue_id, "failed", found[1])
+
+
+async def failed_jobs_in_redis(
+    config: AppConfig,
+    queues: list[str],
+    *,
+    name: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+) -> list[JobRecord]:
+    """Jobs failed for good in Redis on ``queues``, as failed rows, newest first.
+
+    Among the newest ``limit`` of each queue (since ``since``), those named ``name``.
+    """
+    client = redis_client(config.redis_settings("bull"))
+    found: list[JobRecord] = []
+    low = "-inf" if since is None else int(since.timestamp() * 1000)
+    try:
+        for queue in queues:
+            failed_set = keys.queue_key(config.bull_prefix, queue, "failed")
+            ids = await bounded(
+                config,
+                f"read the failed jobs of queue {queue}",
+                client.zrevrangebyscore(failed_set, "+inf", low, start=0, num=limit),
+            )
+            job_ids = [str(job_id) for job_id in ids]
+            reads = client.pipeline(transaction=False)  # one round trip for all the hashes
+            for queue_id in job_ids:
+                reads.hgetall(keys.job_key(config.bull_prefix, queue, queue_id))
+            hashes = await bounded(
+                config, f"read the failed jobs of queue {queue}", reads.execute()
+            )
+            for queue_id, raw in zip(job_ids, hashes, strict=True):
+                fields = {str(k): str(v) for k, v in raw.items()}  # decoded by the client
+                if fields and (name is None or fields.get("name") == name):
+                    found.append(to_record(queue, queue_id, "failed", fields))
+    finally:
+        await client.aclose()
+    found.sort(key=lambda r: r.completed_at, reverse=True)
+    return found[:limit]
+
+
+async def show_job(config: AppConfig, store: JobStore, job_id: str) -> list[dict[str, Any]]:
+    """``jobs show``: `job_in_redis` if it is there, then every recorded run, newest first."""
+    live = await job_in_redis(config, job_id)
+    rows = await store.get(job_id)
+    if live is None and not rows:
+        raise OpsError(f"no job {job_id} in Redis or in _jobs")
+    return ([live] if live else []) + [job_detail(row) for row in rows]

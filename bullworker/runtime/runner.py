@@ -1,0 +1,373 @@
+"""The consumer side: one bullmq Worker per queue, dispatching by ``job.name``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from bullworker.config.settings import AppConfig
+from bullworker.core.errors import (
+    DependencyError,
+    JobTimeout,
+    PayloadError,
+    QueueUnavailable,
+    UnknownJobError,
+)
+from bullworker.core.hooks import JobHook, JobRun, call_hooks
+from bullworker.core.jobs import BaseJob, JobDefinition, JobRegistry
+from bullworker.runtime.watchdog import job_task_name
+from bullworker.transport.connection import bullmq_connection
+
+log = logging.getLogger("bullworker.runner")
+
+#: Milliseconds the worker's fetch loop waits after a connection error it could not retry.
+RUN_RETRY_DELAY_MS = 1000
+
+#: Builds a job instance with its dependencies injected.
+JobFactory = Callable[[type[BaseJob[Any, Any]]], BaseJob[Any, Any]]
+
+
+class RunnerService(Protocol):
+    """Something the runner starts after its workers and stops before closing them."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def _job_fields(job: Any, queue: str) -> dict[str, Any]:
+    return {"queue": queue, "job_name": job.name, "job_id": job.id}
+
+
+class _Dispatcher:
+    """The processor handed to one bullmq Worker."""
+
+    def __init__(self, runner: Runner, queue: str) -> None:
+        self.runner = runner
+        self.queue = queue
+
+    async def __call__(self, job: Any, token: str) -> Any:
+        from bullmq import UnrecoverableError
+
+        runner = self.runner
+        task = asyncio.current_task()
+        if task is not None:  # the loop watchdog names a blocking job by its task
+            task.set_name(job_task_name(job.name, job.id, self.queue))
+        definition = runner.registry.find(job.name)
+        if definition is None:
+            err = UnknownJobError(job.name, runner.registry.names())
+            log.error(
+                "%s on queue %s (job id %s)",
+                err,
+                self.queue,
+                job.id,
+                extra=_job_fields(job, self.queue),
+            )
+            raise UnrecoverableError(f"UnknownJobError: {err}")
+        try:
+            data = definition.validate_input(job.data)
+        except PayloadError as exc:
+            log.error("job %s id=%s: %s", job.name, job.id, exc, extra=_job_fields(job, self.queue))
+            raise UnrecoverableError(f"PayloadError: {exc}") from None
+        started = time.perf_counter()
+        hooks = runner.hooks
+        run = _job_run(job, self.queue, data) if hooks else None
+        if run is not None:
+            call_hooks(hooks, "job_started", run)
+        try:
+            instance = runner.factory(definition.cls)
+            result = await runner.run_handler(definition, instance, data)
+            wire = definition.result_to_wire(result)
+        except BaseException as exc:
+            handler_error = isinstance(exc, Exception) and not isinstance(exc, UnrecoverableError)
+            if handler_error:  # logged before the hooks end the job's span
+                log.warning(
+                    "job %s id=%s queue=%s failed (attempt %d): %s: %s",
+                    job.name, job.id, self.queue, job.attemptsMade + 1, type(exc).__name__, exc,
+                    extra=_job_fields(job, self.queue),
+                )  # fmt: skip
+            if run is not None and isinstance(exc, Exception):  # not a forced shutdown
+                retry = not isinstance(exc, UnrecoverableError) and run.attempt < run.attempts
+                call_hooks(
+                    hooks, "job_finished", run, "failed", exc, time.perf_counter() - started,
+                    will_retry=retry,
+                )  # fmt: skip
+            if not handler_error:
+                raise
+            # failedReason is str(err): prefix the class so Node and _jobs see it.
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise JobFailed(reason) from exc
+        if run is not None:
+            call_hooks(
+                hooks, "job_finished", run, "completed", None, time.perf_counter() - started,
+                will_retry=False,
+            )  # fmt: skip
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "job %s id=%s queue=%s completed in %.1f ms",
+                job.name, job.id, self.queue, (time.perf_counter() - started) * 1000,
+                extra=_job_fields(job, self.queue),
+            )  # fmt: skip
+        return wire
+
+
+def _job_run(job: Any, queue: str, data: Any) -> JobRun:
+    opts = job.opts or {}
+    return JobRun(
+        queue=queue,
+        name=job.name,
+        id=str(job.id),
+        attempt=job.attemptsMade + 1,
+        attempts=max(1, int(opts.get("attempts") or 1)),
+        queued_at_ms=int(job.timestamp or 0),
+        started_at_ms=int(job.processedOn or time.time() * 1000),
+        opts=opts,
+        data=data,
+    )
+
+
+class JobFailed(Exception):
+    """A handler raised; the message is ``"<ExceptionClass>: <message>"``."""
+
+
+def _unknown_backoff(attempts_made: int, backoff_type: str, err: Any, job: Any) -> int:
+    """Custom-backoff hook: an unknown ``backoff.type`` (from Node) fails the job now.
+
+    Without it bullmq leaves such a job active until the stalled checker finds it.
+    """
+    log.error(
+        "job %s id=%s has unknown backoff type %r: failing it without retry",
+        getattr(job, "name", "?"), getattr(job, "id", "?"), backoff_type,
+    )  # fmt: skip
+    return -1
+
+
+class Runner:
+    """Consumes queues with one bullmq Worker each until stopped."""
+
+    def __init__(
+        self,
+        *,
+        config: AppConfig,
+        registry: JobRegistry,
+        factory: JobFactory,
+        queues: list[str] | None = None,
+        concurrency: int | None = None,
+        hooks: list[JobHook] | None = None,
+    ) -> None:
+        self.config = config
+        self.hooks: list[JobHook] = list(hooks or [])
+        self.registry = registry
+        self.factory = factory
+        self.concurrency = concurrency or config.worker_concurrency
+        self.queues = queues or config.consumed_queues or registry.queues(config.bull_queue)
+        from bullworker.history.recording import RecordingService, recorded_queues
+
+        #: The queues this runner competes to record: the consumed ones and RECORD_QUEUES.
+        self.recorded_queues = recorded_queues(config, self.queues)
+        self.services: list[RunnerService] = []
+        if config.record_jobs:
+            self.services.append(RecordingService(config, self.recorded_queues))
+        from bullworker.runtime.cron import CronService
+
+        self.services.append(CronService(config, registry, self.queues))
+        if config.loop_block_warning > 0:
+            from bullworker.runtime.watchdog import LoopWatchdog
+
+            self.services.append(LoopWatchdog(config.loop_block_warning))
+        self.workers: dict[str, Any] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._executor: ThreadPoolExecutor | None = None
+        #: Thread pools given up because a sync handler overran its TIMEOUT in them.
+        self.retired_pools = 0
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def check_dependencies(self) -> None:
+        """Build every job once so a missing dependency fails at start, not at first job."""
+        problems = []
+        for definition in self.registry:
+            try:
+                self.factory(definition.cls)
+            except Exception as exc:
+                problems.append(f"{definition.name}: {exc}")
+        if problems:
+            raise DependencyError("cannot build job(s): " + "; ".join(problems))
+
+    def _worker_options(self) -> dict[str, Any]:
+        return {
+            "prefix": self.config.bull_prefix,
+            "concurrency": self.concurrency,
+            "autorun": False,
+            "lockDuration": self.config.worker_lock_duration,
+            "stalledInterval": self.config.worker_stalled_interval,
+            "maxStalledCount": self.config.worker_max_stalled_count,
+            # After a connection error the fetch loop tries again this soon (bullmq: 15 s).
+            "runRetryDelay": RUN_RETRY_DELAY_MS,
+            # An idle worker blocks on one server for drainDelay (5 s); with Sentinel it
+            # checks every second that this server is still the master.
+            "drainDelay": 1 if self.config.redis_settings("bull").sentinel_host else 5,
+            "settings": {"backoffStrategy": _unknown_backoff},
+            "name": f"{socket.gethostname()}:{os.getpid()}",
+        }
+
+    async def start(self) -> None:
+        """Start one Worker per queue, then the services (recorder, cron...)."""
+        if self._running:
+            raise RuntimeError("runner is already running")
+        from bullworker.runtime.cron import use_repeat_strategy
+        from bullworker.runtime.worker import BullWorker
+
+        self.check_dependencies()
+        unconsumed = {
+            d.name for d in self.registry if d.queue(self.config.bull_queue) not in self.queues
+        }
+        if unconsumed:
+            log.warning(
+                "this runner does not consume the queues of: %s", ", ".join(sorted(unconsumed))
+            )
+        if any(not d.is_async for d in self.registry):
+            self._executor = self._new_executor()
+        redis = self.config.redis_settings("bull")
+        self._running = True
+        try:
+            for queue in self.queues:
+                connection = bullmq_connection(redis, master_check_interval=1.0)
+                opts = {**self._worker_options(), "connection": connection}
+                worker = BullWorker(queue, _Dispatcher(self, queue), opts)
+                # croniter (pinned by bullmq) gets DST days wrong; compute next runs
+                # by wall-clock time as Node's cron-parser does.
+                use_repeat_strategy(worker)
+                worker.on("error", functools.partial(self._on_error, queue))
+                worker.on("stalled", functools.partial(self._on_stalled, queue))
+                self.workers[queue] = worker
+                # Learn the server's capabilities before run(): without it bullmq
+                # rounds blocking timeouts up to whole seconds (late delayed/cron jobs).
+                try:
+                    await asyncio.wait_for(
+                        worker.blockingRedisConnection.getRedisVersion(), self.config.redis_timeout
+                    )
+                except (TimeoutError, OSError) as exc:
+                    raise QueueUnavailable(
+                        f"Redis at {redis.describe()} did not answer within "
+                        f"{self.config.redis_timeout:g} s ({type(exc).__name__})"
+                    ) from None
+                except RedisConnectionError as exc:  # refused credentials, no Sentinel master
+                    raise QueueUnavailable(
+                        f"Redis at {redis.describe()}: {type(exc).__name__}: {exc}"
+                    ) from None
+                self._tasks.append(asyncio.create_task(worker.run(), name=f"bullworker:{queue}"))
+            for service in self.services:
+                await service.start()
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+        log.info(
+            "runner started: queues %s, concurrency %d, jobs %s%s",
+            ", ".join(self.queues) or "none", self.concurrency,
+            ", ".join(self.registry.names()) or "none",
+            f", recording {', '.join(self.recorded_queues)}" if self.recorded_queues else "",
+        )  # fmt: skip
+
+    def _new_executor(self) -> ThreadPoolExecutor:
+        """A thread for every job the workers may run at once."""
+        return ThreadPoolExecutor(
+            max_workers=self.concurrency * len(self.queues), thread_name_prefix="bullworker-job"
+        )
+
+    async def run_handler(self, definition: JobDefinition, instance: Any, data: Any) -> Any:
+        """Run ``handle`` (async, or sync in a thread) within the class's TIMEOUT."""
+        executor = self._executor
+        if definition.is_async:
+            call: Awaitable[Any] = instance.handle(data)
+        else:
+            loop = asyncio.get_running_loop()
+            ctx = contextvars.copy_context()
+            call = loop.run_in_executor(executor, ctx.run, instance.handle, data)
+        timeout = definition.cls.TIMEOUT
+        if timeout is None:
+            return await call
+        try:
+            return await asyncio.wait_for(call, timeout)
+        except TimeoutError:
+            if not definition.is_async and executor is not None:
+                self._retire_executor(executor, definition.name)
+            raise JobTimeout(
+                f"{definition.name} ran longer than its TIMEOUT of {timeout:g} s"
+            ) from None
+
+    def _retire_executor(self, executor: ThreadPoolExecutor, name: str) -> None:
+        """Give later jobs fresh threads: a thread cannot be stopped, and it holds its slot.
+
+        Without this, sync handlers that overran their TIMEOUT would fill the pool
+        and every later sync job would wait for a thread (and time out waiting).
+        """
+        if self._executor is not executor:
+            return  # already retired by another timed-out job of this pool
+        self._executor = self._new_executor()
+        executor.shutdown(wait=False)  # its idle threads leave; running ones finish first
+        self.retired_pools += 1
+        log.warning(
+            "%s overran its TIMEOUT; its thread cannot be stopped and runs on. "
+            "Later jobs get a fresh thread pool (%d retired so far)",
+            name, self.retired_pools,
+        )  # fmt: skip
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking jobs, wait up to ``grace`` seconds for running ones, then force-close.
+
+        Jobs cut off by the forced close stay active in Redis and come back
+        through BullMQ's stalled-job check (at-least-once).
+        """
+        grace = self.config.shutdown_grace if grace is None else grace
+        for service in reversed(self.services):
+            try:
+                await service.stop()
+            except Exception:
+                log.exception("stopping %s failed", type(service).__name__)
+        workers, self.workers = list(self.workers.items()), {}
+        closing = {asyncio.ensure_future(w.close()): (q, w) for q, w in workers}
+        if closing:
+            _, pending = await asyncio.wait(closing, timeout=grace)
+            for task in pending:
+                queue, worker = closing[task]
+                if worker.jobs:  # not for a worker that never ran (a failed start)
+                    log.warning(
+                        "queue %s: jobs still running after %.1f s; force-closing", queue, grace
+                    )
+                await worker.close(force=True)
+            await asyncio.gather(*closing, return_exceptions=True)
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        if self._running:
+            log.info("runner stopped")
+        self._running = False
+
+    def _on_error(self, queue: str, err: Any, job: Any = None) -> None:
+        if job is not None:
+            log.error("queue %s job %s id=%s: %s", queue, job.name, job.id, err)
+        else:
+            log.error("queue %s: %s", queue, err)
+
+    def _on_stalled(self, queue: str, job_id: Any, *_: Any) -> None:
+        log.warning("queue %s: job id=%s stalled and was put back to run again", queue, job_id)
+        call_hooks(self.hooks, "job_stalled", queue, str(job_id))
