@@ -51,11 +51,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts
 def run(work: Coroutine[Any, Any, T]) -> T:
     """Run the library call; expected errors become one line on stderr."""
     from bullworker.core.errors import BullworkerError
-    from bullworker.history.store import StoreError
 
     try:
         return asyncio.run(work)
-    except (BullworkerError, StoreError) as exc:
+    except BullworkerError as exc:
         fail(str(exc))
 
 

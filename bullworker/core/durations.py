@@ -5,16 +5,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from bullworker.core.errors import BullworkerError
+from bullworker.core.errors import DurationError as DurationError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _WHOLE = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
 _EXAMPLES = "use a number and a unit (s, m, h, d, w), e.g. 30s, 15m, 1h, 1h30m, 2d, 1w"
-
-
-class DurationError(BullworkerError, ValueError):
-    """A duration or a point in time that cannot be read."""
 
 
 def parse_duration(text: str) -> timedelta:

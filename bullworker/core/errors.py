@@ -1,4 +1,8 @@
-"""Exceptions raised by bullworker's public API."""
+"""Every exception bullworker defines; all derive from `BullworkerError` (docs/errors.md).
+
+The classes keep a builtin base where callers may catch that one instead
+(``except ValueError`` still catches a `PayloadError`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ class BullworkerError(Exception):
     """Base class of every error bullworker raises on purpose."""
 
 
-class ConfigError(BullworkerError):
+class ConfigError(BullworkerError, ValueError):
     """The configuration is invalid (the message never contains secrets)."""
 
 
@@ -43,3 +47,39 @@ class DependencyError(BullworkerError):
 
 class JobTimeout(BullworkerError, TimeoutError):
     """A handler ran longer than its class's ``TIMEOUT``."""
+
+
+class BullmqIncompatible(BullworkerError):
+    """The installed bullmq is outside the supported range or lacks what bullworker relies on."""
+
+
+class JobFailed(BullworkerError):
+    """A handler raised; the message is ``"<ExceptionClass>: <message>"`` (BullMQ's ``failedReason``)."""
+
+
+class DurationError(BullworkerError, ValueError):
+    """A duration or a point in time that cannot be read."""
+
+
+class StoreError(BullworkerError):
+    """A job store operation failed. Messages never contain a password."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached (down, refused, timed out, locked)."""
+
+
+class LeaderError(BullworkerError, RuntimeError):
+    """Misuse of a leader election (e.g. starting it twice)."""
+
+
+class MetricsError(BullworkerError):
+    """Metrics cannot be served (prometheus_client missing, port taken...)."""
+
+
+class OpsError(BullworkerError):
+    """An operations command cannot do what was asked (bad id, nothing selected...)."""
+
+
+class AppLoadError(BullworkerError):
+    """``--app`` does not name an importable bullworker App."""

@@ -12,16 +12,13 @@ import traceback
 from typing import Any
 
 from bullworker.app import App
+from bullworker.core.errors import AppLoadError as AppLoadError
 from bullworker.core.errors import BullworkerError
 
 log = logging.getLogger("bullworker.serve")
 
 #: Exit status of a process stopped by a second signal.
 FORCED_EXIT = 130
-
-
-class AppLoadError(BullworkerError):
-    """``--app`` does not name an importable bullworker App."""
 
 
 def load_app(spec: str | None) -> App:

@@ -18,6 +18,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from bullworker.core.errors import LeaderError as LeaderError
+
 __all__ = ["RELEASE_SCRIPT", "RENEW_SCRIPT", "LeaderCallback", "LeaderError", "LeaderService"]
 
 LeaderCallback = Callable[[], Awaitable[None]]
@@ -42,10 +44,6 @@ return 0
 
 #: Seconds between two warnings about Redis errors while a candidate.
 _WARN_EVERY = 30.0
-
-
-class LeaderError(RuntimeError):
-    """Misuse of a :class:`LeaderService` (e.g. starting it twice)."""
 
 
 class LeaderService:

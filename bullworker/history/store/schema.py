@@ -13,6 +13,8 @@ from typing import Any
 
 from psycopg import sql
 
+from bullworker.core.errors import ConfigError
+
 TABLE = "_jobs"
 
 #: Key of the transaction-level advisory lock serialising concurrent DDL on PostgreSQL.
@@ -145,7 +147,7 @@ def pg_table(schema: str | None) -> sql.Identifier:
     if schema is None:
         return sql.Identifier(TABLE)
     if not SCHEMA_NAME_RE.fullmatch(schema):
-        raise ValueError(f"invalid PostgreSQL schema name {schema!r}")
+        raise ConfigError(f"invalid PostgreSQL schema name {schema!r}")
     return sql.Identifier(schema, TABLE)
 
 
