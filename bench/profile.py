@@ -40,6 +40,7 @@ STACK_BUCKETS = (
     ("bullworker: recorder", ("/bullworker/history/recorder.py", "/bullworker/history/recording.py",
                               "/bullworker/history/store/", "/bullworker/transport/leader.py")),
     ("bullworker: dispatch, validation, DI, hooks", ("/bullworker/runtime/runner.py",
+                                                     "/bullworker/runtime/dispatch.py",
                                                      "/bullworker/core/jobs.py",
                                                      "/bullworker/core/hooks.py",
                                                      "/bullworker/observe/tracing.py",

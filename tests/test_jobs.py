@@ -12,15 +12,18 @@ import pytest
 from pydantic import BaseModel
 
 from bullworker import (
+    AppConfig,
     BaseJob,
     JobDefinitionError,
     JobRegistry,
     PayloadError,
     ResultError,
+    create_app,
     worker_job,
 )
 from bullworker.core.jobs import check_json
 from bullworker.producer import check_options
+from bullworker.testing import UnrecoverableError, run_job
 
 
 class Address(TypedDict):
@@ -148,6 +151,23 @@ def test_models_and_dataclasses_are_dumped_to_json_and_rebuilt() -> None:
     size = _definition(Size)
     assert size.to_wire(Size(3, 4)) == {"w": 3, "h": 4}
     assert size.validate_input({"w": 3, "h": 4}) == Size(3, 4)
+
+
+async def test_a_model_in_and_a_dataclass_out_through_the_runners_dispatch() -> None:
+    reg = JobRegistry()
+
+    @worker_job(registry=reg)
+    class Scale(BaseJob[Point, Size]):
+        def handle(self, data: Point) -> Size:
+            return Size(data.x * 2, data.y * 2)
+
+    app = create_app(config=AppConfig(environ={}, app_env="test"), registry=reg, tracing=False)
+    assert await run_job(app, Scale, {"x": 1, "y": 2}) == Size(2, 4)
+    assert await run_job(app, Scale, Point(x=2, y=3)) == Size(4, 6)
+    with pytest.raises(
+        UnrecoverableError, match=r"^PayloadError: Scale: invalid payload: y: Field"
+    ):
+        await run_job(app, Scale, {"x": 1})
 
 
 def test_untyped_jobs_accept_any_json_and_none_becomes_empty_object() -> None:

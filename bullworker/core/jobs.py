@@ -121,6 +121,21 @@ class JobDefinition:
             raise ResultError(str(exc)) from None
         return result
 
+    def result_from_wire(self, value: Any) -> Any:
+        """A stored JSON result read back as ``Out`` (as is when ``Out`` is ``Any``)."""
+        adapter = self._adapter("out")
+        if adapter is None:
+            return value
+        from pydantic import ValidationError
+
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as exc:
+            out = getattr(self.output_type, "__name__", None) or repr(self.output_type)
+            raise ResultError(
+                f"{self.name}: its result does not read back as {out}: {_describe(exc)}"
+            ) from None
+
 
 def _pydantic_compatible(typ: Any, _seen: dict[Any, Any] | None = None) -> Any:
     """Rebuild ``typing.TypedDict`` types as ``typing_extensions`` ones.

@@ -3,38 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import logging
 import os
 import socket
-import time
-from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bullworker.config.settings import AppConfig
-from bullworker.core.errors import (
-    DependencyError,
-    JobTimeout,
-    PayloadError,
-    QueueUnavailable,
-    UnknownJobError,
-)
-from bullworker.core.hooks import JobHook, JobRun, call_hooks
-from bullworker.core.jobs import BaseJob, JobDefinition, JobRegistry
-from bullworker.runtime.watchdog import job_task_name
+from bullworker.core.errors import DependencyError, QueueUnavailable
+from bullworker.core.errors import JobFailed as JobFailed
+from bullworker.core.hooks import JobHook, call_hooks
+from bullworker.core.jobs import JobDefinition, JobRegistry
+from bullworker.runtime.dispatch import Dispatcher, JobFactory, call_handler
+from bullworker.transport.bullmq_compat import require_bullmq
 from bullworker.transport.connection import bullmq_connection
 
 log = logging.getLogger("bullworker.runner")
 
 #: Milliseconds the worker's fetch loop waits after a connection error it could not retry.
 RUN_RETRY_DELAY_MS = 1000
-
-#: Builds a job instance with its dependencies injected.
-JobFactory = Callable[[type[BaseJob[Any, Any]]], BaseJob[Any, Any]]
 
 
 class RunnerService(Protocol):
@@ -43,101 +33,6 @@ class RunnerService(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
-
-
-def _job_fields(job: Any, queue: str) -> dict[str, Any]:
-    return {"queue": queue, "job_name": job.name, "job_id": job.id}
-
-
-class _Dispatcher:
-    """The processor handed to one bullmq Worker."""
-
-    def __init__(self, runner: Runner, queue: str) -> None:
-        self.runner = runner
-        self.queue = queue
-
-    async def __call__(self, job: Any, token: str) -> Any:
-        from bullmq import UnrecoverableError
-
-        runner = self.runner
-        task = asyncio.current_task()
-        if task is not None:  # the loop watchdog names a blocking job by its task
-            task.set_name(job_task_name(job.name, job.id, self.queue))
-        definition = runner.registry.find(job.name)
-        if definition is None:
-            err = UnknownJobError(job.name, runner.registry.names())
-            log.error(
-                "%s on queue %s (job id %s)",
-                err,
-                self.queue,
-                job.id,
-                extra=_job_fields(job, self.queue),
-            )
-            raise UnrecoverableError(f"UnknownJobError: {err}")
-        try:
-            data = definition.validate_input(job.data)
-        except PayloadError as exc:
-            log.error("job %s id=%s: %s", job.name, job.id, exc, extra=_job_fields(job, self.queue))
-            raise UnrecoverableError(f"PayloadError: {exc}") from None
-        started = time.perf_counter()
-        hooks = runner.hooks
-        run = _job_run(job, self.queue, data) if hooks else None
-        if run is not None:
-            call_hooks(hooks, "job_started", run)
-        try:
-            instance = runner.factory(definition.cls)
-            result = await runner.run_handler(definition, instance, data)
-            wire = definition.result_to_wire(result)
-        except BaseException as exc:
-            handler_error = isinstance(exc, Exception) and not isinstance(exc, UnrecoverableError)
-            if handler_error:  # logged before the hooks end the job's span
-                log.warning(
-                    "job %s id=%s queue=%s failed (attempt %d): %s: %s",
-                    job.name, job.id, self.queue, job.attemptsMade + 1, type(exc).__name__, exc,
-                    extra=_job_fields(job, self.queue),
-                )  # fmt: skip
-            if run is not None and isinstance(exc, Exception):  # not a forced shutdown
-                retry = not isinstance(exc, UnrecoverableError) and run.attempt < run.attempts
-                call_hooks(
-                    hooks, "job_finished", run, "failed", exc, time.perf_counter() - started,
-                    will_retry=retry,
-                )  # fmt: skip
-            if not handler_error:
-                raise
-            # failedReason is str(err): prefix the class so Node and _jobs see it.
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise JobFailed(reason) from exc
-        if run is not None:
-            call_hooks(
-                hooks, "job_finished", run, "completed", None, time.perf_counter() - started,
-                will_retry=False,
-            )  # fmt: skip
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "job %s id=%s queue=%s completed in %.1f ms",
-                job.name, job.id, self.queue, (time.perf_counter() - started) * 1000,
-                extra=_job_fields(job, self.queue),
-            )  # fmt: skip
-        return wire
-
-
-def _job_run(job: Any, queue: str, data: Any) -> JobRun:
-    opts = job.opts or {}
-    return JobRun(
-        queue=queue,
-        name=job.name,
-        id=str(job.id),
-        attempt=job.attemptsMade + 1,
-        attempts=max(1, int(opts.get("attempts") or 1)),
-        queued_at_ms=int(job.timestamp or 0),
-        started_at_ms=int(job.processedOn or time.time() * 1000),
-        opts=opts,
-        data=data,
-    )
-
-
-class JobFailed(Exception):
-    """A handler raised; the message is ``"<ExceptionClass>: <message>"``."""
 
 
 def _unknown_backoff(attempts_made: int, backoff_type: str, err: Any, job: Any) -> int:
@@ -228,6 +123,7 @@ class Runner:
         """Start one Worker per queue, then the services (recorder, cron...)."""
         if self._running:
             raise RuntimeError("runner is already running")
+        require_bullmq()
         from bullworker.runtime.cron import use_repeat_strategy
         from bullworker.runtime.worker import BullWorker
 
@@ -247,19 +143,15 @@ class Runner:
             for queue in self.queues:
                 connection = bullmq_connection(redis, master_check_interval=1.0)
                 opts = {**self._worker_options(), "connection": connection}
-                worker = BullWorker(queue, _Dispatcher(self, queue), opts)
+                worker = BullWorker(queue, Dispatcher(self, queue), opts)
                 # croniter (pinned by bullmq) gets DST days wrong; compute next runs
                 # by wall-clock time as Node's cron-parser does.
                 use_repeat_strategy(worker)
                 worker.on("error", functools.partial(self._on_error, queue))
                 worker.on("stalled", functools.partial(self._on_stalled, queue))
                 self.workers[queue] = worker
-                # Learn the server's capabilities before run(): without it bullmq
-                # rounds blocking timeouts up to whole seconds (late delayed/cron jobs).
                 try:
-                    await asyncio.wait_for(
-                        worker.blockingRedisConnection.getRedisVersion(), self.config.redis_timeout
-                    )
+                    await asyncio.wait_for(worker.load_server_version(), self.config.redis_timeout)
                 except (TimeoutError, OSError) as exc:
                     raise QueueUnavailable(
                         f"Redis at {redis.describe()} did not answer within "
@@ -290,24 +182,7 @@ class Runner:
 
     async def run_handler(self, definition: JobDefinition, instance: Any, data: Any) -> Any:
         """Run ``handle`` (async, or sync in a thread) within the class's TIMEOUT."""
-        executor = self._executor
-        if definition.is_async:
-            call: Awaitable[Any] = instance.handle(data)
-        else:
-            loop = asyncio.get_running_loop()
-            ctx = contextvars.copy_context()
-            call = loop.run_in_executor(executor, ctx.run, instance.handle, data)
-        timeout = definition.cls.TIMEOUT
-        if timeout is None:
-            return await call
-        try:
-            return await asyncio.wait_for(call, timeout)
-        except TimeoutError:
-            if not definition.is_async and executor is not None:
-                self._retire_executor(executor, definition.name)
-            raise JobTimeout(
-                f"{definition.name} ran longer than its TIMEOUT of {timeout:g} s"
-            ) from None
+        return await call_handler(definition, instance, data, self._executor, self._retire_executor)
 
     def _retire_executor(self, executor: ThreadPoolExecutor, name: str) -> None:
         """Give later jobs fresh threads: a thread cannot be stopped, and it holds its slot.
@@ -344,7 +219,7 @@ class Runner:
             _, pending = await asyncio.wait(closing, timeout=grace)
             for task in pending:
                 queue, worker = closing[task]
-                if worker.jobs:  # not for a worker that never ran (a failed start)
+                if worker.busy:  # not for a worker that never ran (a failed start)
                     log.warning(
                         "queue %s: jobs still running after %.1f s; force-closing", queue, grace
                     )
