@@ -15,21 +15,30 @@ if TYPE_CHECKING:
     from bullworker.app import App, create_app
     from bullworker.config.settings import AppConfig, RedisSettings
     from bullworker.core.errors import (
+        AppLoadError,
+        BullmqIncompatible,
         BullworkerError,
         ConfigError,
         DependencyError,
+        DurationError,
         JobDefinitionError,
+        JobFailed,
         JobTimeout,
+        LeaderError,
+        MetricsError,
+        OpsError,
         PayloadError,
         QueueUnavailable,
         ResultError,
+        StoreError,
+        StoreUnavailable,
         UnknownJobError,
     )
     from bullworker.core.hooks import JobHook, JobRun
     from bullworker.core.jobs import BaseJob, JobRegistry, default_registry, worker_job
     from bullworker.history.store import JobRecord, JobStore, open_store
     from bullworker.producer import QueuedJob, WorkerService
-    from bullworker.runtime.runner import JobFailed, Runner
+    from bullworker.runtime.runner import Runner
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
@@ -37,14 +46,23 @@ _EXPORTS = {
     "create_app": "app",
     "AppConfig": "config.settings",
     "RedisSettings": "config.settings",
+    "AppLoadError": "core.errors",
+    "BullmqIncompatible": "core.errors",
     "BullworkerError": "core.errors",
     "ConfigError": "core.errors",
     "DependencyError": "core.errors",
+    "DurationError": "core.errors",
     "JobDefinitionError": "core.errors",
+    "JobFailed": "core.errors",
     "JobTimeout": "core.errors",
+    "LeaderError": "core.errors",
+    "MetricsError": "core.errors",
+    "OpsError": "core.errors",
     "PayloadError": "core.errors",
     "QueueUnavailable": "core.errors",
     "ResultError": "core.errors",
+    "StoreError": "core.errors",
+    "StoreUnavailable": "core.errors",
     "UnknownJobError": "core.errors",
     "JobHook": "core.hooks",
     "JobRun": "core.hooks",
@@ -57,17 +75,19 @@ _EXPORTS = {
     "open_store": "history.store",
     "QueuedJob": "producer",
     "WorkerService": "producer",
-    "JobFailed": "runtime.runner",
     "Runner": "runtime.runner",
 }
 
 __all__ = [
     "App",
     "AppConfig",
+    "AppLoadError",
     "BaseJob",
+    "BullmqIncompatible",
     "BullworkerError",
     "ConfigError",
     "DependencyError",
+    "DurationError",
     "JobDefinitionError",
     "JobFailed",
     "JobHook",
@@ -76,12 +96,17 @@ __all__ = [
     "JobRun",
     "JobStore",
     "JobTimeout",
+    "LeaderError",
+    "MetricsError",
+    "OpsError",
     "PayloadError",
     "QueueUnavailable",
     "QueuedJob",
     "RedisSettings",
     "ResultError",
     "Runner",
+    "StoreError",
+    "StoreUnavailable",
     "UnknownJobError",
     "WorkerService",
     "create_app",

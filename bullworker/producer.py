@@ -17,6 +17,7 @@ from bullworker.core.jobs import BaseJob, JobDefinition, JobRegistry, check_json
 from bullworker.core.options import check_options as check_options
 from bullworker.core.trace import inject_trace_context
 from bullworker.transport.connection import close_queue, open_queue
+from bullworker.transport.deadline import no_answer
 
 log = logging.getLogger("bullworker.queueing")
 
@@ -95,15 +96,9 @@ class WorkerService:
         except asyncio.CancelledError:
             if task is None or task not in self._expired or task.uncancel() > cancelling:
                 raise  # not ours, or also cancelled by someone else
-            raise QueueUnavailable(
-                f"could not {what}: Redis at {self._redis.describe()} did not answer "
-                f"within {timeout:g} s (TimeoutError)"
-            ) from None
+            raise no_answer(self.config, what, "TimeoutError") from None
         except (TimeoutError, OSError) as exc:
-            raise QueueUnavailable(
-                f"could not {what}: Redis at {self._redis.describe()} did not answer "
-                f"within {timeout:g} s ({type(exc).__name__})"
-            ) from None
+            raise no_answer(self.config, what, type(exc).__name__) from None
         except RedisError as exc:  # refused credentials, no Sentinel master, not a Redis...
             raise QueueUnavailable(
                 f"could not {what}: Redis at {self._redis.describe()}: {type(exc).__name__}: {exc}"

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from bullworker.cli.app import AppOption, JsonOption, cli, echo_json, fail, format_table, load, run
+from bullworker.core.status import STATUSES
 
 T = TypeVar("T")
 
@@ -157,7 +158,7 @@ def _print_detail(detail: dict[str, Any]) -> None:
         ("data", json.dumps(detail["data"], ensure_ascii=False)),
     ]
     if "error" in detail:
-        finished = detail["status"] in ("completed", "failed")
+        finished = detail["status"] in STATUSES
         lines.append(("error" if finished else "last error", detail["error"]["reason"]))
     elif "result" in detail:
         lines.append(("result", json.dumps(detail["result"], ensure_ascii=False)))

@@ -16,13 +16,32 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from bullworker.core.errors import ConfigError
 
-if TYPE_CHECKING:
-    from bullworker.config.settings import RedisSettings
+
+class TLSSettings(Protocol):
+    """What TLS needs of a connection's settings (``RedisSettings`` has it)."""
+
+    @property
+    def url(self) -> str | None: ...
+
+    @property
+    def tls_ca_file(self) -> str | None: ...
+
+    @property
+    def tls_cert_file(self) -> str | None: ...
+
+    @property
+    def tls_key_file(self) -> str | None: ...
+
+    @property
+    def uses_tls(self) -> bool: ...
+
+    def describe(self) -> str: ...
+
 
 #: Each file setting (an attribute of RedisSettings) and its redis-py keyword,
 #: which is also its name in a rediss:// URL's query.
@@ -38,7 +57,7 @@ def setting_names(prefix: str = "") -> dict[str, str]:
     return {key: f"{prefix}REDIS_{key.upper()}" for key in FILES}
 
 
-def client_tls(settings: RedisSettings, names: Mapping[str, str] | None = None) -> dict[str, Any]:
+def client_tls(settings: TLSSettings, names: Mapping[str, str] | None = None) -> dict[str, Any]:
     """redis-py's ``ssl_*`` keywords for a connection to ``settings``, files checked.
 
     Empty when the connection does not use TLS. Raises :class:`ConfigError`,

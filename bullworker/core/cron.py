@@ -52,6 +52,32 @@ def validate_pattern(pattern: str, *, owner: str, tz: str | None = None) -> None
 
 #: A zero UTC offset, for comparing offsets that zoneinfo may give as None.
 ZERO = timedelta(0)
+_HOUR = timedelta(hours=1)
+
+
+def _repeated(wall: datetime, zone: ZoneInfo) -> timedelta:
+    """How much later the second pass of a repeated wall time comes (ZERO if not repeated).
+
+    A repeated wall time has the larger offset first (fold=0); in a DST gap it is
+    the other way round.
+    """
+    return max(
+        ZERO,
+        (wall.replace(tzinfo=zone, fold=0).utcoffset() or ZERO)
+        - (wall.replace(tzinfo=zone, fold=1).utcoffset() or ZERO),
+    )
+
+
+def _repeat_begins(local: datetime, zone: ZoneInfo) -> datetime:
+    """The first wall time (to the second) of the repeated hour that ``local`` lies in."""
+    low, high = 0, 3600  # seconds before ``local``: repeated at ``low``, not at ``high``
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _repeated(local - timedelta(seconds=middle), zone):
+            low = middle
+        else:
+            high = middle
+    return local - timedelta(seconds=low)
 
 
 def next_fire_times(
@@ -63,26 +89,43 @@ def next_fire_times(
     when given aware datetimes, so wall-clock times are iterated instead and
     resolved as Node's cron-parser 5 does: a time skipped by DST runs when the
     clock lands after the gap; a repeated time runs once, at its first
-    occurrence, unless the pattern runs every hour, which then runs in both.
+    occurrence (at the second when ``after`` lies between them), unless the
+    pattern runs every hour, which then runs in both.
     """
     from croniter import croniter
 
     zone = ZoneInfo(tz) if isinstance(tz, str) else tz
     start = datetime.now(zone) if after is None else after.astimezone(zone)
-    it = croniter(pattern, start.replace(tzinfo=None), second_at_beginning=True)
+    local = start.replace(tzinfo=None)
+    it = croniter(pattern, local, second_at_beginning=True)
     every_hour = it.expanded[1] == ["*"]
     found: list[datetime] = []
     pending: list[datetime] = []  # candidates, in time order, not yet known to be next
     last = start.timestamp()
+    ahead = (start.utcoffset() or ZERO) - (local.replace(tzinfo=zone, fold=1).utcoffset() or ZERO)
+    if every_hour and ahead == _HOUR:  # Node repeats whole hours only, not Lord Howe's half
+        # In the first pass of a repeated hour, the second pass is still ahead, also at
+        # the wall times before start's.
+        early = croniter(
+            pattern, _repeat_begins(local, zone) - timedelta(seconds=1), second_at_beginning=True
+        )
+        while len(pending) < count:
+            wall = early.get_next(datetime)
+            if wall > local:
+                break
+            if _repeated(wall, zone):
+                pending.append(wall.replace(tzinfo=zone, fold=1))
     for _ in range(count * 10 + 100):  # skipped DST times only drop a few
         wall = it.get_next(datetime)
         first = wall.replace(tzinfo=zone, fold=0)
-        repeat = wall.replace(tzinfo=zone, fold=1)
-        pending.append(first)
-        # A repeated wall time has the earlier offset first (fold=0); in a DST gap it is
-        # the other way round, and the gap is handled by fold=0 alone.
-        if every_hour and (first.utcoffset() or ZERO) > (repeat.utcoffset() or ZERO):
-            pending.append(repeat)
+        if not _repeated(wall, zone):  # a DST gap is handled by fold=0 alone
+            pending.append(first)
+        elif every_hour:
+            pending += [first, wall.replace(tzinfo=zone, fold=1)]
+        elif first.timestamp() <= start.timestamp():  # first pass over, the second comes
+            pending.append(wall.replace(tzinfo=zone, fold=1))
+        else:
+            pending.append(first)
         pending.sort(key=datetime.timestamp)
         # Outside DST gaps (where ``pending`` holds ``first`` alone) every later wall
         # time resolves to at least ``first``, so what precedes it is final.

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
+
+from bullworker.core.status import Status
 
 log = logging.getLogger("bullworker.hooks")
 
-Outcome = Literal["completed", "failed"]
+#: How a run ended, as ``job_finished`` gets it.
+Outcome = Status
 
 
 @dataclass(slots=True)

@@ -7,6 +7,8 @@ CLI never spell a BullMQ key by hand elsewhere.
 
 from __future__ import annotations
 
+from bullworker.core.status import STATUSES, Status
+
 #: Namespace for keys that belong to bullworker rather than to BullMQ.
 OWN_NAMESPACE = "bw"
 
@@ -45,7 +47,7 @@ def job_key(prefix: str, queue: str, job_id: str) -> str:
 JOB_SUBKEY_SUFFIXES = (":logs", ":dependencies", ":processed", ":failed", ":unsuccessful")
 
 #: The sets of finished jobs, scored by ``finishedOn``: the recorder's truth.
-FINISHED_SETS = ("completed", "failed")
+FINISHED_SETS: tuple[Status, ...] = STATUSES
 
 #: The stream of queue events; the recorder only uses it as a wake-up.
 EVENTS_SUFFIX = "events"

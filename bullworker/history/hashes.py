@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
+from bullworker.core.status import Status
 from bullworker.core.trace import TRACEPARENT, job_trace_context
 from bullworker.history.store import JobRecord
-
-Status = Literal["completed", "failed"]
 
 
 def _ms(raw: str | None) -> datetime | None:

@@ -17,12 +17,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from bullworker.core import keys
-from bullworker.history.hashes import Status, attempts_of, to_record
+from bullworker.core.status import Status
+from bullworker.history.hashes import attempts_of, to_record
 from bullworker.history.store import JobRecord, JobStore, StoreError
 
 log = logging.getLogger("bullworker.recorder")
@@ -177,7 +178,7 @@ class Recorder:
             reply = await self._fetch(keys=[self._key(status)], args=[job_prefix, self.batch_size])
             for job_id, fields in json.loads(reply):
                 raw = dict(zip(fields[::2], fields[1::2], strict=True)) if fields else {}
-                listed.append((cast(Status, status), job_id, raw))
+                listed.append((status, job_id, raw))
         if not listed:
             return 0
         found = [(s, i, raw) for s, i, raw in listed if raw]

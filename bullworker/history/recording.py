@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from bullworker.config.settings import AppConfig
 from bullworker.core import keys
 from bullworker.history.recorder import Recorder
-from bullworker.history.store import JobStore, open_store
+from bullworker.history.store import JobStore, store_for
 from bullworker.transport.connection import redis_client
 from bullworker.transport.leader import LeaderCallback, LeaderService
 
@@ -61,11 +61,7 @@ class RecordingService:
         """The store, opened (and its table created) on first use."""
         async with self._store_lock:
             if self._store is None:
-                self._store = open_store(
-                    self.config.database_url,
-                    sqlite_path=self.config.sqlite_path,
-                    pg_schema=self.config.database_schema,
-                )
+                self._store = store_for(self.config)
             if not self._store_opened:
                 await self._store.open()
                 self._store_opened = True

@@ -12,7 +12,6 @@ still answers (``/readyz`` with 503) while the event loop is blocked. Routes:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import threading
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
+from bullworker.core.tasks import cancel_and_wait
 from bullworker.transport.connection import redis_client
 
 if TYPE_CHECKING:
@@ -62,10 +62,7 @@ class LoopLagMonitor:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

@@ -27,10 +27,12 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from bullworker.core.errors import BullworkerError
+from bullworker.core.errors import MetricsError as MetricsError
 from bullworker.core.hooks import JobHook, JobRun, Outcome
+from bullworker.core.tasks import cancel_and_wait
 from bullworker.observe.health import HttpServer, LoopLagMonitor, Readiness, health_app
 from bullworker.transport.connection import close_queue, open_queue
+from bullworker.transport.deadline import bounded
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -43,10 +45,6 @@ log = logging.getLogger("bullworker.metrics")
 
 #: Seconds; jobs range from milliseconds to long batch work.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
-
-
-class MetricsError(BullworkerError):
-    """Metrics cannot be served (prometheus_client missing, port taken...)."""
 
 
 def require_prometheus() -> None:
@@ -253,10 +251,7 @@ class MetricsService:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         await asyncio.to_thread(self.server.stop)
         await self.readiness.stop()
         await self.monitor.stop()
@@ -274,18 +269,20 @@ class MetricsService:
 
     async def refresh(self) -> None:
         """Read queue depths and recorder lag of the queues this process reports."""
-        timeout = self.runner.config.redis_timeout
+        config = self.runner.config
         recording = self.recording
         for queue in self.runner.recorded_queues or self.runner.queues:
             if not self.reports(queue):
                 self.queue_counts.pop(queue, None)
                 self.recorder_lag.pop(queue, None)
                 continue
-            counts = await asyncio.wait_for(self._queue(queue).getJobCounts(), timeout)
+            counts = await bounded(
+                config, f"count the jobs of queue {queue}", self._queue(queue).getJobCounts()
+            )
             self.queue_counts[queue] = {str(k): int(v) for k, v in counts.items()}
             recorder = recording.recorders.get(queue) if recording is not None else None
             if recorder is not None:
-                self.recorder_lag[queue] = await asyncio.wait_for(recorder.lag(), timeout)
+                self.recorder_lag[queue] = await bounded(config, "read the lag", recorder.lag())
 
     async def _refresh_loop(self) -> None:
         failing = False

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote, unquote
-from zoneinfo import ZoneInfo
+from urllib.parse import quote
 
 import psycopg
 import redis.asyncio as aioredis
@@ -26,10 +25,12 @@ from redis.backoff import NoBackoff
 from bullworker.app import App
 from bullworker.config.redaction import redact_url, scrub, url_secrets
 from bullworker.config.settings import AppConfig, RedisSettings
+from bullworker.core.cron import next_fire_times
 from bullworker.history.recorder import recording_lag
-from bullworker.history.store import PostgresJobStore, open_store
+from bullworker.history.store import PostgresJobStore, SqliteJobStore, store_for
 from bullworker.history.store import schema as q
 from bullworker.ops.inspect import app_queues, iso, read_leader
+from bullworker.transport.bullmq_compat import SUPPORTED, check_bullmq, installed_version
 from bullworker.transport.connection import connection_kwargs, redis_client
 from bullworker.transport.tls import TLSConnection
 
@@ -74,7 +75,7 @@ async def run_doctor(app: App) -> list[Check]:
     """Every check, in a fixed order; Redis checks stop at an unreachable server."""
     config = app.config
     settings = config.redis_settings("bull")
-    checks = [connection_check(settings)]
+    checks = [bullmq_check(), connection_check(settings)]
     client = _client(settings)
     try:
         reachable = await _ping(client, config, checks)
@@ -87,6 +88,14 @@ async def run_doctor(app: App) -> list[Check]:
     finally:
         await client.aclose()
     return checks
+
+
+def bullmq_check() -> Check:
+    """The installed bullmq against the supported range and the internals bullworker relies on."""
+    problems = check_bullmq()
+    if problems:
+        return Check("bullmq", "FAIL", "; ".join(problems), f"pip install 'bullmq{SUPPORTED}'")
+    return Check("bullmq", "OK", f"bullmq {installed_version()} (supported: {SUPPORTED})")
 
 
 async def _guarded(name: str, work: Awaitable[list[Check]]) -> list[Check]:
@@ -147,7 +156,7 @@ def connection_check(settings: RedisSettings) -> Check:
             "connection",
             "WARN",
             f"socket_timeout={timeout!r}: blocking reads may time out ({shown})",
-            "build connections with bullworker.connection.bullmq_connection()",
+            "build connections with bullworker.transport.connection.bullmq_connection()",
         )
     return Check("connection", "OK", f"bullmq connection: {shown}")
 
@@ -221,19 +230,17 @@ async def _server_checks(client: aioredis.Redis, config: AppConfig) -> list[Chec
 
 async def database_check(config: AppConfig) -> Check:
     """Reachable, and ``_jobs`` exists or will be created; the URL shown without password."""
-    url = config.database_url
     try:
-        store = open_store(url, sqlite_path=config.sqlite_path, pg_schema=config.database_schema)
+        store = store_for(config)
     except ValueError as exc:
         return Check("database", "FAIL", str(exc), "fix DATABASE_URL")
-    if isinstance(store, PostgresJobStore) and url:
-        return await _postgres_check(url, config)
-    path = (unquote(url.partition("://")[2][1:]) or ":memory:") if url else config.sqlite_path
-    return await asyncio.to_thread(_sqlite_check, path)
+    if isinstance(store, PostgresJobStore):
+        return await _postgres_check(store.conninfo, config)
+    assert isinstance(store, SqliteJobStore)
+    return await asyncio.to_thread(_sqlite_check, store.path)
 
 
-async def _postgres_check(url: str, config: AppConfig) -> Check:
-    conninfo = "postgresql://" + url.partition("://")[2]
+async def _postgres_check(conninfo: str, config: AppConfig) -> Check:
     where = redact_url(conninfo) + (
         f" (schema {config.database_schema})" if config.database_schema else ""
     )
@@ -323,10 +330,7 @@ def job_checks(app: App) -> list[Check]:
         cls = definition.cls
         parts = [f"queue {definition.queue(app.config.bull_queue)}"]
         if cls.CRON_SCHEDULE:
-            tz = cls.CRON_TZ or app.config.cron_tz
-            parts.append(
-                f"cron {cls.CRON_SCHEDULE!r} {tz}, next {iso(_next_run(cls.CRON_SCHEDULE, tz))}"
-            )
+            parts.append(cron_summary(cls.CRON_SCHEDULE, cls.CRON_TZ or app.config.cron_tz))
         try:
             app.build_job(cls)
         except Exception as exc:
@@ -340,16 +344,14 @@ def job_checks(app: App) -> list[Check]:
     return checks
 
 
-def _next_run(pattern: str, tz: str) -> datetime | None:
-    from croniter import croniter
-
+def cron_summary(pattern: str, tz: str, *, after: datetime | None = None) -> str:
+    """``cron '<pattern>' <tz>, next <time>``: the next run after ``after`` (default now),
+    as the scheduler computes it."""
     try:
-        found: datetime = croniter(
-            pattern, datetime.now(ZoneInfo(tz)), second_at_beginning=True
-        ).get_next(datetime)
-    except Exception:
-        return None
-    return found
+        found: datetime | None = next_fire_times(pattern, tz, 1, after=after)[0]
+    except Exception:  # doctor reports, never crashes: an unusable pattern or zone shows None
+        found = None
+    return f"cron {pattern!r} {tz}, next {iso(found)}"
 
 
 async def _leader_checks(client: aioredis.Redis, app: App) -> list[Check]:

@@ -18,9 +18,10 @@ from bullworker.app import App
 from bullworker.config.settings import AppConfig
 from bullworker.core import keys
 from bullworker.core.durations import parse_duration
-from bullworker.core.errors import BullworkerError
+from bullworker.core.errors import OpsError as OpsError
+from bullworker.core.status import STATUSES
 from bullworker.history.recorder import recording_lag
-from bullworker.history.store import JobRecord, JobStore, open_store
+from bullworker.history.store import JobRecord, JobStore, store_for
 from bullworker.transport.connection import close_queue, open_queue, redis_client
 from bullworker.transport.deadline import bounded
 
@@ -28,11 +29,6 @@ T = TypeVar("T")
 
 #: Rows one ``bullworker prune`` statement deletes by default (a short transaction each).
 PRUNE_BATCH_SIZE = 1000
-_STATUSES = ("completed", "failed")
-
-
-class OpsError(BullworkerError):
-    """An operations command cannot do what was asked (bad id, nothing selected...)."""
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -164,9 +160,7 @@ async def queue_stats(app: App) -> list[QueueStats]:
 async def app_store(config: AppConfig) -> AsyncIterator[JobStore]:
     """The app's ``_jobs`` store, opened (the table is created if missing) and closed."""
     try:
-        store = open_store(
-            config.database_url, sqlite_path=config.sqlite_path, pg_schema=config.database_schema
-        )
+        store = store_for(config)
     except ValueError as exc:
         raise OpsError(str(exc)) from None
     await store.open()
@@ -177,7 +171,7 @@ async def app_store(config: AppConfig) -> AsyncIterator[JobStore]:
 
 
 def _check_status(status: str | None) -> None:
-    if status is not None and status not in _STATUSES:
+    if status is not None and status not in STATUSES:
         raise OpsError(f"status must be completed or failed, got {status!r}")
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from bullworker.config.settings import AppConfig
 from bullworker.core import keys
+from bullworker.core.status import STATUSES
 from bullworker.history.hashes import to_record
 from bullworker.history.store import JobRecord, JobStore
 from bullworker.ops.inspect import OpsError, check_job_id, job_detail
@@ -57,7 +58,7 @@ async def job_in_redis(config: AppConfig, job_id: str) -> dict[str, Any] | None:
         to_record(queue_name, queue_id, "failed" if failed else "completed", fields)
     )
     detail["source"] = "redis"
-    if state not in ("completed", "failed"):  # not finished: no result or finish time yet
+    if state not in STATUSES:  # not finished: no result or finish time yet
         detail["status"] = state
         detail.pop("result", None)
         detail["timings"].update(finished=None, duration_ms=None)

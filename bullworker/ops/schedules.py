@@ -13,8 +13,11 @@ from zoneinfo import ZoneInfo
 from redis.exceptions import RedisError
 
 from bullworker.core.cron import next_fire_times
-from bullworker.runtime.cron import CronSpec, cron_specs, get_scheduler, matches
+from bullworker.core.errors import QueueUnavailable
+from bullworker.runtime.cron import CronSpec, cron_specs, matches
+from bullworker.transport.bullmq_compat import get_scheduler
 from bullworker.transport.connection import close_queue, open_queue
+from bullworker.transport.deadline import bounded
 
 if TYPE_CHECKING:
     from bullworker.app import App
@@ -116,21 +119,22 @@ def _in_zone(value: datetime | None, zone: ZoneInfo) -> datetime | None:
 async def _installed(app: App, specs: list[CronSpec]) -> dict[str, Any] | None:
     """Scheduler records by id (None for absent ones); None if Redis did not answer."""
     config = app.config
-    settings = config.redis_settings("bull")
     found: dict[str, Any] = {}
     for name in sorted({s.queue for s in specs}):
         queue = open_queue(config, name)
         try:
             for spec in (s for s in specs if s.queue == name):
-                found[spec.scheduler_id] = await asyncio.wait_for(
-                    get_scheduler(queue, spec.scheduler_id), config.redis_timeout
+                found[spec.scheduler_id] = await bounded(
+                    config,
+                    f"read the job schedulers of queue {name}",
+                    get_scheduler(queue, spec.scheduler_id),
                 )
-        except (TimeoutError, OSError, RedisError) as exc:
-            log.warning(
-                "Redis at %s did not answer: %s",
-                settings.describe(),
-                str(exc) or type(exc).__name__,
-            )
+        except QueueUnavailable as exc:
+            log.warning("%s", exc)
+            return None
+        except RedisError as exc:  # an error reply (no permission...): Redis did answer
+            where = config.redis_settings("bull").describe()
+            log.warning("Redis at %s: %s: %s", where, type(exc).__name__, exc)
             return None
         finally:
             await close_queue(queue, config.redis_timeout)
@@ -139,7 +143,7 @@ async def _installed(app: App, specs: list[CronSpec]) -> dict[str, Any] | None:
 
 async def _last_runs(app: App, specs: list[CronSpec]) -> tuple[dict[str, JobRecord], str | None]:
     """The latest ``_jobs`` row per job, or an error text instead."""
-    from bullworker.history.store import open_store
+    from bullworker.history.store import store_for
 
     config = app.config
     if not specs:
@@ -148,12 +152,7 @@ async def _last_runs(app: App, specs: list[CronSpec]) -> tuple[dict[str, JobReco
         return {}, None  # nothing recorded yet; do not create the file
     found: dict[str, JobRecord] = {}
     try:
-        store = open_store(
-            config.database_url,
-            sqlite_path=config.sqlite_path,
-            pg_schema=config.database_schema,
-            connect_timeout=STORE_TIMEOUT,
-        )
+        store = store_for(config, connect_timeout=STORE_TIMEOUT)
         async with asyncio.timeout(STORE_TIMEOUT * 2):
             async with store:
                 for spec in specs:

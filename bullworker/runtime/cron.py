@@ -30,6 +30,8 @@ from bullworker.core import keys
 from bullworker.core.cron import next_fire_times, zone_named
 from bullworker.core.errors import ConfigError, JobDefinitionError, PayloadError
 from bullworker.core.jobs import JobDefinition, JobRegistry
+from bullworker.transport import bullmq_compat
+from bullworker.transport.bullmq_compat import get_scheduler
 from bullworker.transport.connection import close_queue, open_queue
 
 log = logging.getLogger("bullworker.cron")
@@ -46,11 +48,9 @@ CHECK_INTERVAL = 60.0
 
 def repeat_strategy(millis: int, opts: dict[str, Any]) -> int | None:
     """bullmq's ``repeat_strategy`` hook, DST-safe (see :func:`next_fire_times`)."""
-    from bullmq.job_scheduler import default_repeat_strategy
-
     pattern = opts.get("pattern")
     if not pattern or opts.get("immediately") or opts.get("startDate"):
-        return default_repeat_strategy(millis, opts)  # type: ignore[no-any-return]
+        return bullmq_compat.default_repeat_strategy(millis, opts)
     after = datetime.fromtimestamp(millis / 1000, UTC)
     [when] = next_fire_times(pattern, opts.get("tz") or "UTC", 1, after=after)
     return int(when.timestamp() * 1000)
@@ -121,17 +121,7 @@ def matches(record: dict[str, Any] | None, spec: CronSpec) -> bool:
 
 def use_repeat_strategy(owner: Any) -> None:
     """Make a bullmq Queue or Worker compute cron runs with :func:`repeat_strategy`."""
-    from bullmq.job_scheduler import JobScheduler
-
-    owner._job_scheduler = JobScheduler(owner, repeat_strategy=repeat_strategy)
-
-
-async def get_scheduler(queue: Any, scheduler_id: str) -> dict[str, Any] | None:
-    """``Queue.getJobScheduler``; bullmq 3.4.4 raises ValueError instead of returning None."""
-    try:
-        return await queue.getJobScheduler(scheduler_id)  # type: ignore[no-any-return]
-    except ValueError:
-        return None
+    bullmq_compat.use_repeat_strategy(owner, repeat_strategy)
 
 
 def _canonical(value: Any) -> str:

@@ -13,12 +13,13 @@ which job's task is running and where it is stuck.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 import threading
 import time
 from types import FrameType
+
+from bullworker.core.tasks import cancel_and_wait
 
 log = logging.getLogger("bullworker.watchdog")
 
@@ -58,10 +59,7 @@ class LoopWatchdog:
     async def stop(self) -> None:
         self._stopping.set()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         thread, self._thread = self._thread, None
         if thread is not None:
             await asyncio.to_thread(thread.join, 5.0)

@@ -47,6 +47,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from bullworker.config.settings import AppConfig, RedisSettings
 from bullworker.config.tls import client_tls
 from bullworker.core.errors import ConfigError
+from bullworker.transport.bullmq_compat import queue_client
 from bullworker.transport.tls import TLSConnection, tls_refusal_in
 
 _SCHEMES = ("redis", "rediss", "unix")
@@ -316,7 +317,7 @@ def open_queue(config: AppConfig, name: str) -> Any:
 
     settings = config.redis_settings("bull")
     queue = Queue(name, {"prefix": config.bull_prefix, "connection": bullmq_connection(settings)})
-    use_retry_policy(queue.client)
+    use_retry_policy(queue_client(queue))
     return queue
 
 
@@ -325,7 +326,7 @@ async def close_queue(queue: Any, seconds: float) -> None:
     try:
         await asyncio.wait_for(queue.close(), seconds)
     finally:
-        await close_sentinel_pool(queue.client)
+        await close_sentinel_pool(queue_client(queue))
 
 
 async def close_sentinel_pool(client: Any) -> None:

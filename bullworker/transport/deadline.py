@@ -15,13 +15,17 @@ from bullworker.core.errors import QueueUnavailable
 T = TypeVar("T")
 
 
+def no_answer(config: AppConfig, what: str, reason: str) -> QueueUnavailable:
+    """The error of a call to ``what`` that Redis did not answer within ``REDIS_TIMEOUT``."""
+    return QueueUnavailable(
+        f"could not {what}: Redis at {config.redis_settings('bull').describe()} did not answer "
+        f"within {config.redis_timeout:g} s ({reason})"
+    )
+
+
 async def bounded(config: AppConfig, what: str, awaitable: Awaitable[T]) -> T:
     """``awaitable`` within ``REDIS_TIMEOUT``; QueueUnavailable if Redis does not answer."""
-    settings = config.redis_settings("bull")
     try:
         return await asyncio.wait_for(awaitable, config.redis_timeout)
     except (TimeoutError, OSError, RedisConnectionError, RedisTimeoutError) as exc:
-        raise QueueUnavailable(
-            f"could not {what}: Redis at {settings.describe()} did not answer within "
-            f"{config.redis_timeout:g} s ({type(exc).__name__})"
-        ) from None
+        raise no_answer(config, what, type(exc).__name__) from None

@@ -15,7 +15,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bullworker import QueueUnavailable, keys
+from bullworker import QueueUnavailable
+from bullworker.core import keys
 from bullworker.history.store import JobStore, open_store
 from tests.faults.fault_app import FaultJob
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from bullworker import BaseJob, ConfigError, JobRegistry, create_app, keys, worker_job
+from bullworker import BaseJob, ConfigError, JobRegistry, create_app, worker_job
+from bullworker.core import keys
 from bullworker.core.cron import next_fire_times
 from bullworker.runtime.cron import CronService
 from tests.helpers import bull_queue

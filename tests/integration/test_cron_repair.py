@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from bullworker import BaseJob, JobRegistry, keys, worker_job
+from bullworker import BaseJob, JobRegistry, worker_job
+from bullworker.core import keys
 from bullworker.runtime.cron import CronService
 from tests.faults.servers import free_port
 from tests.helpers import bull_queue, eventually

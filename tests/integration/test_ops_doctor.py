@@ -19,7 +19,14 @@ async def test_doctor_is_happy_with_the_local_setup(env: dict[str, str]) -> None
     result = await bullworker(env, "doctor", "--app", APP)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    for check in ("connection", "redis ", "redis version", "maxmemory-policy", "database"):
+    for check in (
+        "bullmq",
+        "connection",
+        "redis ",
+        "redis version",
+        "maxmemory-policy",
+        "database",
+    ):
         assert any(ln.startswith(f"OK    {check}") for ln in lines), (check, result.stdout)
     assert not any(ln.startswith("FAIL") for ln in lines)
     assert "socket_timeout=None" in result.stdout

@@ -15,7 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis.asyncio as aioredis
 
-from bullworker import App, BaseJob, JobRegistry, create_app, keys, worker_job
+from bullworker import App, BaseJob, JobRegistry, create_app, worker_job
+from bullworker.core import keys
 from bullworker.history.recorder import REMOVE_IF_UNCHANGED, Recorder
 from bullworker.history.store import JobStore, open_store
 from bullworker.transport.connection import redis_client

@@ -23,8 +23,9 @@ import pytest
 import redis.asyncio as aioredis
 from bullmq import Queue
 
-from bullworker import App, AppConfig, BaseJob, JobRegistry, create_app, keys
+from bullworker import App, AppConfig, BaseJob, JobRegistry, create_app
 from bullworker import worker_job as job
+from bullworker.core import keys
 from bullworker.history.recording import RecordingService
 from bullworker.history.store import JobRecord, JobStore
 from bullworker.runtime.runner import Runner

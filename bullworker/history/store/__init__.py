@@ -1,7 +1,8 @@
 """Durable audit trail of finished jobs (the ``_jobs`` table).
 
 `open_store` picks the backend from a URL: PostgreSQL in production, an
-embedded SQLite file when no DATABASE_URL is configured.
+embedded SQLite file when no DATABASE_URL is configured; `store_for` does so
+from an app's settings.
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from bullworker.config.redaction import redact_url
-from bullworker.history.store.base import JobRecord, JobStore, Status, StoreError, StoreUnavailable
+from bullworker.config.settings import AppConfig
+from bullworker.core.errors import ConfigError
+from bullworker.core.status import Status
+from bullworker.history.store.base import JobRecord, JobStore, StoreError, StoreUnavailable
 from bullworker.history.store.postgres import PostgresJobStore
 from bullworker.history.store.sqlite import SqliteJobStore
 
@@ -23,6 +27,7 @@ __all__ = [
     "StoreUnavailable",
     "open_store",
     "redact_url",
+    "store_for",
 ]
 
 _PG_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg")
@@ -44,7 +49,7 @@ def open_store(
       -> `SqliteJobStore`
     - None or ``""`` -> `SqliteJobStore` on `sqlite_path`
 
-    Anything else raises ValueError (the message shows the URL without password).
+    Anything else raises `ConfigError`, a ValueError (the URL shown without password).
     """
     if not database_url:
         return SqliteJobStore(sqlite_path)
@@ -61,7 +66,18 @@ def open_store(
     if sep and scheme == "sqlite" and (rest == "" or rest.startswith("/")):
         path = unquote(rest[1:]) or ":memory:"
         return SqliteJobStore(path)
-    raise ValueError(
+    raise ConfigError(
         f"unsupported database URL {redact_url(database_url)!r}: expected "
         "postgresql://user:password@host:port/dbname or sqlite:///path/to/file.sqlite3"
+    )
+
+
+def store_for(config: AppConfig, *, connect_timeout: float = 5.0) -> JobStore:
+    """Build (not open) the app's store: ``DATABASE_URL`` (and ``DATABASE_SCHEMA``), else
+    ``SQLITE_PATH``; ValueError as `open_store`."""
+    return open_store(
+        config.database_url,
+        sqlite_path=config.sqlite_path,
+        pg_schema=config.database_schema,
+        connect_timeout=connect_timeout,
     )

@@ -8,22 +8,16 @@ precision (see `to_naive_utc`).
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal, Self, get_args
+from typing import Any, Self
 
-Status = Literal["completed", "failed"]
-STATUSES: tuple[str, ...] = get_args(Status)
-
-
-class StoreError(Exception):
-    """A job store operation failed. Messages never contain a password."""
-
-
-class StoreUnavailable(StoreError):
-    """The database cannot be reached (down, refused, timed out, locked)."""
+from bullworker.core.errors import StoreError as StoreError
+from bullworker.core.errors import StoreUnavailable as StoreUnavailable
+from bullworker.core.status import STATUSES, Status
+from bullworker.history.store import schema as q
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +82,29 @@ def from_naive_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What `JobStore.recent` and `JobStore.count` select; None matches every row."""
+
+    queue: str | None = None
+    name: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def where(self, placeholder: str, moment: Callable[[datetime], Any]) -> tuple[str, list[Any]]:
+        """``WHERE ...`` (or ``""``) and its parameters, datetimes as ``moment`` writes them."""
+        since, until = self.since, self.until
+        return q.where_clause(
+            placeholder,
+            queue=self.queue,
+            name=self.name,
+            status=self.status,
+            since=None if since is None else moment(since),
+            until=None if until is None else moment(until),
+        )
+
+
 class JobStore(abc.ABC):
     """Durable store of finished jobs. Use as ``async with store:`` or open()/close().
 
@@ -116,7 +133,6 @@ class JobStore(abc.ABC):
         problems (nothing was written then).
         """
 
-    @abc.abstractmethod
     async def recent(
         self,
         *,
@@ -128,6 +144,12 @@ class JobStore(abc.ABC):
         limit: int = 100,
     ) -> list[JobRecord]:
         """Matching records, newest ``completedAt`` first, at most `limit`."""
+        check_status(status)
+        return await self._recent(Filters(queue, name, status, since, until), max(limit, 0))
+
+    @abc.abstractmethod
+    async def _recent(self, filters: Filters, limit: int) -> list[JobRecord]:
+        """`recent` once its arguments are checked."""
 
     @abc.abstractmethod
     async def get(self, job_id: str) -> list[JobRecord]:
@@ -137,7 +159,6 @@ class JobStore(abc.ABC):
     async def retries_of(self, job_id: str) -> list[JobRecord]:
         """Rows whose ``retryOf`` is ``<queue>:<jobId>``, newest ``createdAt`` first."""
 
-    @abc.abstractmethod
     async def count(
         self,
         *,
@@ -148,12 +169,30 @@ class JobStore(abc.ABC):
         until: datetime | None = None,
     ) -> int:
         """Number of matching records."""
+        check_status(status)
+        return await self._count(Filters(queue, name, status, since, until))
 
     @abc.abstractmethod
+    async def _count(self, filters: Filters) -> int:
+        """`count` once its arguments are checked."""
+
     async def prune(
         self, *, older_than: datetime, status: str | None = None, batch_size: int = 5000
     ) -> int:
         """Delete rows with ``completedAt < older_than`` in batches; returns rows deleted."""
+        check_status(status)
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        total = 0
+        while True:  # one short transaction per batch: other writers interleave
+            deleted = await self._prune_batch(older_than, status, batch_size)
+            total += deleted
+            if deleted < batch_size:
+                return total
+
+    @abc.abstractmethod
+    async def _prune_batch(self, older_than: datetime, status: str | None, limit: int) -> int:
+        """Delete at most ``limit`` rows of `prune`'s; returns how many."""
 
     @abc.abstractmethod
     async def ping(self) -> None:

@@ -18,11 +18,11 @@ from psycopg_pool import AsyncConnectionPool
 from bullworker.config.redaction import redact_url, scrub, url_secrets
 from bullworker.history.store import schema as q
 from bullworker.history.store.base import (
+    Filters,
     JobRecord,
     JobStore,
     StoreError,
     StoreUnavailable,
-    check_status,
     from_naive_utc,
     to_naive_utc,
 )
@@ -111,6 +111,11 @@ class PostgresJobStore(JobStore):
 
     def __repr__(self) -> str:
         return f"PostgresJobStore({self._display!r}, schema={self._schema!r})"
+
+    @property
+    def conninfo(self) -> str:
+        """The ``postgresql://`` URL connected to (with its password)."""
+        return self._conninfo
 
     def _fail(self, exc: BaseException) -> NoReturn:
         """Re-raise a driver error as StoreUnavailable/StoreError, password scrubbed."""
@@ -224,75 +229,43 @@ class PostgresJobStore(JobStore):
             await cur.executemany(self._insert, rows)  # pipelined: one round trip
             return max(cur.rowcount, 0)  # summed over the batch: rows actually inserted
 
-    def _filtered(self, template: str, **filters: Any) -> tuple[psycopg.sql.Composed, list[Any]]:
-        """`template` with its ``{where}`` filled from the non-None `filters`."""
-        check_status(filters["status"])
-        filters["since"], filters["until"] = _naive(filters["since"]), _naive(filters["until"])
-        where, params = q.where_clause("%s", **filters)
+    def _filtered(self, template: str, filters: Filters) -> tuple[psycopg.sql.Composed, list[Any]]:
+        """`template` with its ``{where}`` filled from `filters`."""
+        where, params = filters.where("%s", to_naive_utc)
         return q.pg_statement(template, self._table, where=where), params
 
-    async def recent(
-        self,
-        *,
-        queue: str | None = None,
-        name: str | None = None,
-        status: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 100,
+    async def _select(
+        self, statement: psycopg.sql.Composed, params: Sequence[Any]
     ) -> list[JobRecord]:
-        statement, params = self._filtered(
-            q.PG_RECENT, queue=queue, name=name, status=status, since=since, until=until
-        )
         async with self._connection() as conn:
-            cur = await conn.execute(statement, [*params, max(limit, 0)])
+            cur = await conn.execute(statement, params)
             return [_record(row) for row in await cur.fetchall()]
+
+    async def _recent(self, filters: Filters, limit: int) -> list[JobRecord]:
+        statement, params = self._filtered(q.PG_RECENT, filters)
+        return await self._select(statement, [*params, limit])
 
     async def get(self, job_id: str) -> list[JobRecord]:
-        async with self._connection() as conn:
-            cur = await conn.execute(self._get, (job_id,))
-            return [_record(row) for row in await cur.fetchall()]
+        return await self._select(self._get, (job_id,))
 
     async def retries_of(self, job_id: str) -> list[JobRecord]:
-        async with self._connection() as conn:
-            cur = await conn.execute(self._retries, (job_id,))
-            return [_record(row) for row in await cur.fetchall()]
+        return await self._select(self._retries, (job_id,))
 
-    async def count(
-        self,
-        *,
-        queue: str | None = None,
-        name: str | None = None,
-        status: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> int:
-        statement, params = self._filtered(
-            q.PG_COUNT, queue=queue, name=name, status=status, since=since, until=until
-        )
+    async def _count(self, filters: Filters) -> int:
+        statement, params = self._filtered(q.PG_COUNT, filters)
         async with self._connection() as conn:
             cur = await conn.execute(statement, params)
             row = await cur.fetchone()
             return 0 if row is None else int(row[0])
 
-    async def prune(
-        self, *, older_than: datetime, status: str | None = None, batch_size: int = 5000
-    ) -> int:
-        check_status(status)
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
+    async def _prune_batch(self, older_than: datetime, status: str | None, limit: int) -> int:
         status_sql = "" if status is None else q.PG_PRUNE_STATUS
         statement = q.pg_statement(q.PG_PRUNE, self._table, status=status_sql)
         params: list[Any] = [to_naive_utc(older_than)]
         params += [] if status is None else [status]
-        params.append(batch_size)
-        total = 0
-        while True:  # each batch is its own autocommitted statement (short transaction)
-            async with self._connection() as conn:
-                deleted = max((await conn.execute(statement, params)).rowcount, 0)
-            total += deleted
-            if deleted < batch_size:
-                return total
+        params.append(limit)
+        async with self._connection() as conn:  # autocommitted: one short transaction
+            return max((await conn.execute(statement, params)).rowcount, 0)
 
     async def ping(self) -> None:
         async with self._connection() as conn:

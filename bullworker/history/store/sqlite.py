@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 
 from bullworker.history.store import schema as q
 from bullworker.history.store.base import (
+    Filters,
     JobRecord,
     JobStore,
     StoreError,
     StoreUnavailable,
-    check_status,
     from_naive_utc,
     to_naive_utc,
 )
@@ -105,6 +105,11 @@ class SqliteJobStore(JobStore):
 
     def __repr__(self) -> str:
         return f"SqliteJobStore({self._path!r})"
+
+    @property
+    def path(self) -> str:
+        """The database file, or ``":memory:"``."""
+        return self._path
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(connection)` in the store's thread, mapping sqlite3 errors."""
@@ -204,70 +209,36 @@ class SqliteJobStore(JobStore):
 
         return await self._run(insert)
 
-    async def recent(
-        self,
-        *,
-        queue: str | None = None,
-        name: str | None = None,
-        status: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 100,
-    ) -> list[JobRecord]:
-        check_status(status)
-        where, params = q.where_clause(
-            "?", queue=queue, name=name, status=status, since=_ts_opt(since), until=_ts_opt(until)
-        )
-        statement = q.SQLITE_RECENT.format(where=where)
-        params.append(max(limit, 0))
+    async def _select(self, statement: str, params: Sequence[Any]) -> list[JobRecord]:
         rows = await self._run(lambda conn: conn.execute(statement, params).fetchall())
         return [_record(row) for row in rows]
 
+    async def _recent(self, filters: Filters, limit: int) -> list[JobRecord]:
+        where, params = filters.where("?", _ts)
+        return await self._select(q.SQLITE_RECENT.format(where=where), [*params, limit])
+
     async def get(self, job_id: str) -> list[JobRecord]:
-        rows = await self._run(lambda conn: conn.execute(q.SQLITE_GET, (job_id,)).fetchall())
-        return [_record(row) for row in rows]
+        return await self._select(q.SQLITE_GET, (job_id,))
 
     async def retries_of(self, job_id: str) -> list[JobRecord]:
-        rows = await self._run(lambda conn: conn.execute(q.SQLITE_RETRIES, (job_id,)).fetchall())
-        return [_record(row) for row in rows]
+        return await self._select(q.SQLITE_RETRIES, (job_id,))
 
-    async def count(
-        self,
-        *,
-        queue: str | None = None,
-        name: str | None = None,
-        status: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> int:
-        check_status(status)
-        where, params = q.where_clause(
-            "?", queue=queue, name=name, status=status, since=_ts_opt(since), until=_ts_opt(until)
-        )
+    async def _count(self, filters: Filters) -> int:
+        where, params = filters.where("?", _ts)
         statement = q.SQLITE_COUNT.format(where=where)
         row = await self._run(lambda conn: conn.execute(statement, params).fetchone())
         return int(row[0])
 
-    async def prune(
-        self, *, older_than: datetime, status: str | None = None, batch_size: int = 5000
-    ) -> int:
-        check_status(status)
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
+    async def _prune_batch(self, older_than: datetime, status: str | None, limit: int) -> int:
         statement = q.SQLITE_PRUNE.format(status="" if status is None else q.SQLITE_PRUNE_STATUS)
         params: list[Any] = [_ts(older_than)]
         params += [] if status is None else [status]
-        params.append(batch_size)
+        params.append(limit)
 
-        def batch(conn: sqlite3.Connection) -> int:
+        def batch(conn: sqlite3.Connection) -> int:  # one short write transaction
             return self._transaction(conn, lambda: conn.execute(statement, params).rowcount)
 
-        total = 0
-        while True:  # one short write transaction per batch, other writers interleave
-            deleted = await self._run(batch)
-            total += deleted
-            if deleted < batch_size:
-                return total
+        return await self._run(batch)
 
     async def ping(self) -> None:
         await self._run(lambda conn: conn.execute(q.SQLITE_PING).fetchone())
