@@ -50,7 +50,10 @@ class Supervisor:
         env = {**os.environ, "BULLWORKER_PROCESS_SLOT": str(slot)}
         if self.metrics_port is not None:
             env["BULLWORKER_METRICS_PORT"] = str(self.metrics_port + slot)
-        proc = await asyncio.create_subprocess_exec(*self.command, env=env)
+        # A session of its own: Ctrl-C in a terminal (or a signal to the whole group)
+        # then reaches the supervisor alone, which forwards it once; a child that got
+        # it twice would take the second for "stop at once" and skip its grace period.
+        proc = await asyncio.create_subprocess_exec(*self.command, env=env, start_new_session=True)
         log.info("started worker process %d (pid %d)", slot, proc.pid)
         return proc
 

@@ -87,3 +87,29 @@ async def _hget(key: str, field: str) -> str:
         return str(await client.hget(key, field))
     finally:
         await client.aclose()
+
+
+async def test_a_signal_to_the_process_group_stops_gracefully(prefix: str, tmp_path: Path) -> None:
+    """Ctrl-C in a terminal signals the whole group: each child must see one signal, not two."""
+    log = tmp_path / "supervisor.log"
+    env = bullworker_env(
+        BULL_PREFIX=prefix, APP_ENV="production", SQLITE_PATH=str(tmp_path / "jobs.sqlite3"),
+        SHUTDOWN_GRACE="5", PYTHONUNBUFFERED="1",
+    )  # fmt: skip
+    cmd = [sys.executable, "-m", "bullworker", "start", "--processes", "2",
+           "--app", "tests.integration.recorder_app:app"]  # fmt: skip
+    with log.open("w") as out:
+        sup = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        await eventually(lambda: log.read_text().count("runner started") == 2, timeout=10)
+        os.killpg(sup.pid, signal.SIGINT)
+        assert await asyncio.to_thread(sup.wait, 20) == 0
+    finally:
+        if sup.poll() is None:
+            sup.kill()
+            sup.wait()
+    text = log.read_text()
+    assert "second SIGINT" not in text, text
+    assert text.count("runner stopped") == 2, text
