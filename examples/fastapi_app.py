@@ -24,8 +24,8 @@ from pydantic import BaseModel
 from bullworker import AppConfig, BaseJob, JobRegistry, WorkerService, create_app, worker_job
 from bullworker.asgi import get_worker_service, lifespan
 
-# uvicorn configures only its own loggers; show bullworker's (runner, jobs) too.
-logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+# No logging set up here: uvicorn configures only its own loggers, so when the runner
+# starts, bullworker logs to stderr itself (LOG_LEVEL, LOG_FORMAT), this logger included.
 log = logging.getLogger("greetings")
 
 #: This example's own registry; a service usually uses the default one (no ``registry=``).

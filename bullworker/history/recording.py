@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from bullworker.config.settings import AppConfig
 from bullworker.core import keys
+from bullworker.core.errors import StoreError
 from bullworker.history.recorder import Recorder
 from bullworker.history.store import JobStore, store_for
 from bullworker.transport.connection import redis_client
@@ -70,7 +71,7 @@ class RecordingService:
     async def start(self) -> None:
         prefix = self.config.bull_prefix
         if self.queues:
-            log.info("competing to record queue(s) %s", ", ".join(self.queues))
+            log.debug("competing to record queue(s) %s", ", ".join(self.queues))
         for queue in self.queues:
             recorder = Recorder(
                 queue=queue,
@@ -97,6 +98,36 @@ class RecordingService:
             self._retention = asyncio.create_task(
                 self._retention_loop(), name="bullworker-retention"
             )
+        await self._check_store()
+
+    async def _check_store(self) -> None:
+        """Say at the start when the database cannot be reached; recording waits for it."""
+        if not self.queues:
+            return
+        if self._store is None:
+            self._store = store_for(self.config)  # built, opened on first use
+        try:
+            await self._store.reachable()
+        except StoreError as exc:
+            log.warning("%s; finished jobs stay in Redis until it can be reached", exc)
+
+    def describe_store(self) -> str:
+        """Where the rows go, without secrets (``SQLite ./bullworker.sqlite3``)."""
+        if self._store is None:
+            self._store = store_for(self.config)  # built, not opened
+        return self._store.describe()
+
+    async def first_election(self) -> None:
+        """Wait until the first attempt at each queue's lock has an answer."""
+        await asyncio.gather(*(leader.first_attempt() for leader in self.leaders.values()))
+
+    def roles(self) -> dict[str, str]:
+        """Each queue's role: ``leader`` (this process records it), ``follower``
+        (another one does) or ``pending`` (no answer from Redis yet)."""
+        return {
+            queue: "leader" if leader.is_leader else "follower" if leader.is_follower else "pending"
+            for queue, leader in self.leaders.items()
+        }
 
     @property
     def is_leader(self) -> bool:

@@ -55,8 +55,15 @@ class InlineJob:
     processedOn: int = 0
 
 
-def _job_fields(job: Any, queue: str) -> dict[str, Any]:
-    return {"queue": queue, "job_name": job.name, "job_id": job.id}
+#: ``queue``, ``job_name`` and ``job_id`` of the job this task (or its handler's thread)
+#: runs; log handlers add them to the records logged meanwhile (see observe/logs.py).
+current_job: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "bullworker_current_job", default=None
+)
+
+
+def _job_fields(job: Any, queue: str) -> dict[str, str]:
+    return {"queue": queue, "job_name": str(job.name), "job_id": str(job.id)}
 
 
 class Dispatcher:
@@ -73,6 +80,13 @@ class Dispatcher:
         self.queue = queue
 
     async def __call__(self, job: Any, token: str | None = None) -> Any:
+        fields = current_job.set(_job_fields(job, self.queue))
+        try:
+            return await self._dispatch(job)
+        finally:
+            current_job.reset(fields)
+
+    async def _dispatch(self, job: Any) -> Any:
         from bullmq import UnrecoverableError
 
         host = self.host

@@ -93,11 +93,26 @@ class LeaderService:
         self._deadline = 0.0  # monotonic time until which the lease is trusted
         self._leader_since: float | None = None
         self._last_warning = -_WARN_EVERY
+        self._follower = False  # the last attempt found the lock held by another instance
+        self._attempted = asyncio.Event()  # set once the first attempt has an answer
 
     @property
     def is_leader(self) -> bool:
         """True only while this instance leads and its lease is known valid."""
         return self._leader and time.monotonic() < self._deadline
+
+    @property
+    def is_follower(self) -> bool:
+        """True while another instance holds the lock (as the last attempt found)."""
+        return self._follower and not self.is_leader
+
+    async def first_attempt(self) -> None:
+        """Wait until the first attempt at the lock has an answer (or failed).
+
+        Afterwards :attr:`is_leader` or :attr:`is_follower` says how it went
+        (neither when Redis did not answer).
+        """
+        await self._attempted.wait()
 
     @property
     def token(self) -> str:
@@ -113,6 +128,8 @@ class LeaderService:
         """Spawn the election task and return immediately."""
         if self._task is not None and not self._task.done():
             raise LeaderError("LeaderService is already running")
+        self._attempted = asyncio.Event()
+        self._follower = False
         self._task = asyncio.create_task(self._run(), name=f"bullworker-leader:{self._name}")
 
     async def stop(self) -> None:
@@ -156,6 +173,12 @@ class LeaderService:
 
     async def _acquire(self) -> bool:
         """One ``SET NX PX`` attempt; errors are logged and count as failure."""
+        try:
+            return await self._attempt()
+        finally:
+            self._attempted.set()
+
+    async def _attempt(self) -> bool:
         started = time.monotonic()
         self._may_hold = True
         try:
@@ -171,7 +194,11 @@ class LeaderService:
         self._last_warning = -_WARN_EVERY
         if not result:
             self._may_hold = False
+            if not self._follower:
+                self._follower = True
+                logger.info("%r is a follower: another instance holds %s", self._name, self._key)
             return False
+        self._follower = False
         self._deadline = started + self._validity
         self._leader = True
         self._leader_since = time.time()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -105,6 +106,12 @@ class SqliteJobStore(JobStore):
 
     def __repr__(self) -> str:
         return f"SqliteJobStore({self._path!r})"
+
+    def describe(self) -> str:
+        if self._path == ":memory:":
+            return "SQLite in memory"
+        relative = not os.path.isabs(self._path) and not self._path.startswith(".")
+        return f"SQLite {os.path.join('.', self._path) if relative else self._path}"
 
     @property
     def path(self) -> str:

@@ -88,6 +88,11 @@ class BullWorker(Worker):  # type: ignore[misc]
         """Whether a job is running."""
         return bool(self.jobs)
 
+    @property
+    def running_jobs(self) -> int:
+        """How many jobs are running."""
+        return len(self.jobs)
+
     async def load_server_version(self) -> None:
         """Ask the server its version, which bullmq needs before ``run()``.
 
