@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
+import typing
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -44,6 +46,7 @@ class App:
         self.enable_worker = enable_worker
         self.registry = registry if registry is not None else default_registry
         self.container = punq.Container()
+        self._provided: set[Any] = set()
         self.container.register(AppConfig, instance=config)
         if type(config) is not AppConfig:
             self.container.register(type(config), instance=config)
@@ -62,6 +65,7 @@ class App:
             self.container.register(provider, instance=instance)
         elif isinstance(provider, type):
             self.container.register(provider, scope=punq.Scope.singleton)
+            self._provided.add(provider)  # built by the container: DependencyError looks inside
         else:
             self.container.register(type(provider), instance=provider)
 
@@ -69,13 +73,20 @@ class App:
         """Build (or fetch) an instance of ``kind`` from the container."""
         try:
             return self.container.resolve(kind)
-        except punq.MissingDependencyError as exc:
+        except punq.MissingDependencyError:
+            found = None
+            if kind in self._provided:
+                found = _unresolved(self.container, self._provided, kind)
+            detail, missing = found or (f"{_type_name(kind)} is not provided", kind)
             raise DependencyError(
-                f"cannot resolve {getattr(kind, '__name__', kind)}: {exc}"
+                f"cannot resolve {_type_name(kind)}: {detail}{_fix(missing)}"
             ) from None
 
     def build_job(self, cls: type[BaseJob[Any, Any]]) -> BaseJob[Any, Any]:
-        """A fresh job instance with its constructor dependencies injected."""
+        """A fresh job instance with its constructor dependencies injected.
+
+        DependencyError names the job class, the parameter and the type nothing provides.
+        """
         if cls.__init__ is object.__init__:
             return cls()
         if cls not in self._registered_jobs:
@@ -83,8 +94,16 @@ class App:
             self._registered_jobs.add(cls)
         try:
             return self.container.resolve(cls)  # type: ignore[no-any-return]
-        except punq.MissingDependencyError as exc:
-            raise DependencyError(f"missing dependency {exc}") from None
+        except (punq.MissingDependencyError, punq.InvalidForwardReferenceError, TypeError) as exc:
+            found = _unresolved(self.container, self._provided, cls)
+            if found is None:
+                if isinstance(exc, TypeError):
+                    raise  # raised by a constructor itself
+                found = (str(exc), None)
+            detail, missing = found
+            raise DependencyError(
+                f"missing dependency of {cls.__qualname__}: {detail}{_fix(missing)}"
+            ) from None
 
     def create_runner(
         self, *, queues: list[str] | None = None, concurrency: int | None = None
@@ -105,6 +124,10 @@ class App:
         """Start what should start; ``run_worker`` overrides the config's choice."""
         wanted = self.config.runner_enabled if run_worker is None else run_worker
         if self.enable_worker and wanted and self.runner is None:
+            from bullworker.observe.logs import default_logging
+
+            # A program that set up no logging (uvicorn, a script) still shows the runner's lines.
+            default_logging(self.config.log_level, self.config.log_format, trace_ids=self.tracing)
             runner = self.create_runner()
             await runner.start()
             self.runner = runner
@@ -127,6 +150,58 @@ class App:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _type_name(hint: Any) -> str:
+    return hint.__qualname__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
+def _fix(missing: Any) -> str:
+    if missing is None:
+        return ""
+    return (
+        f"; provide it with create_app(providers=[...]) or "
+        f"app.provide({_type_name(missing)}, instance)"
+    )
+
+
+def _unresolved(
+    container: punq.Container, provided: set[Any], owner: type, seen: frozenset[type] = frozenset()
+) -> tuple[str, Any] | None:
+    """The first constructor parameter of ``owner`` the container cannot resolve: why, and
+    the type nothing provides (None when an annotation is what is missing).
+
+    ``provided``: the classes registered to be built, whose own parameters are looked into.
+    """
+    init = typing.cast(Any, owner).__init__
+    if init is object.__init__ or owner in seen:
+        return None
+    try:
+        hints = typing.get_type_hints(init)
+        params = list(inspect.signature(init).parameters.values())[1:]  # without self
+    except Exception as exc:  # a forward reference to a name that is not defined...
+        return f"the annotations of {owner.__qualname__}.__init__ cannot be read ({exc})", None
+    for param in params:
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if param.default is not param.empty:
+            continue  # punq passes the default
+        where = f"parameter {param.name!r}"
+        hint = hints.get(param.name)
+        if hint is None:
+            return f"{where} has no type annotation, so nothing can be injected into it", None
+        try:
+            container.resolve(hint)
+        except punq.MissingDependencyError:
+            inner = None
+            if hint in provided:
+                inner = _unresolved(container, provided, hint, seen | {owner})
+            if inner is not None:
+                return f"{where} needs {_type_name(hint)}, whose {inner[0]}", inner[1]
+            return f"{where} needs {_type_name(hint)}, which is not provided", hint
+        except Exception:
+            continue  # built, but its constructor failed: not a missing provider
+    return None
 
 
 def create_app(

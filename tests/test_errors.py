@@ -137,8 +137,8 @@ def test_old_import_paths_still_work(module: str, name: str) -> None:
     assert getattr(importlib.import_module(module), name) is CLASSES[name]
 
 
-def _doc_rows() -> dict[str, list[str]]:
-    """Class name -> the names in its Parent cell, for each row of the table in docs/errors.md."""
+def _doc_cells() -> dict[str, list[str]]:
+    """Class name -> the cells of its row in the table of docs/errors.md."""
     rows = {}
     for line in DOC.read_text().splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
@@ -146,8 +146,13 @@ def _doc_rows() -> dict[str, list[str]]:
             continue
         named = re.fullmatch(r"`(\w+)`", cells[0])
         if named:
-            rows[named.group(1)] = re.findall(r"`(\w+)`", cells[1])
+            rows[named.group(1)] = cells
     return rows
+
+
+def _doc_rows() -> dict[str, list[str]]:
+    """Class name -> the names in its Parent cell, for each row of the table in docs/errors.md."""
+    return {name: re.findall(r"`(\w+)`", cells[1]) for name, cells in _doc_cells().items()}
 
 
 def test_the_doc_lists_every_error_with_its_parents() -> None:
@@ -155,3 +160,19 @@ def test_the_doc_lists_every_error_with_its_parents() -> None:
     assert set(rows) == set(CLASSES) | {name for _, name in SEAM}
     for name, cls in CLASSES.items():
         assert rows[name] == [base.__name__ for base in cls.__bases__], name
+
+
+def test_the_doc_gives_each_error_its_exit_code() -> None:
+    seam = {name: getattr(importlib.import_module(module), name) for module, name in SEAM}
+    for name, cls in {**CLASSES, **seam}.items():
+        assert _doc_cells()[name][-1] == str(cls.exit_code), name
+
+
+def test_the_exit_codes_table_lists_every_code() -> None:
+    codes = {getattr(errors, n) for n in dir(errors) if n.startswith("EXIT_")}
+    assert codes == {0, 1, 2, 3, 4}
+    text = DOC.read_text()
+    table = text[text.index("## Exit codes") :].split("\n\n")[2]
+    listed = [int(line.split("|")[1]) for line in table.splitlines()[2:]]
+    assert listed == sorted(codes)
+    assert {cls.exit_code for cls in CLASSES.values()} <= codes

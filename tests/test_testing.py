@@ -215,7 +215,7 @@ async def test_a_handler_error_is_job_failed_with_the_reason_and_the_cause(app: 
 
 
 async def test_a_non_json_result_fails_as_on_the_runner(app: App) -> None:
-    with pytest.raises(JobFailed, match=r"^ResultError: SetJob result: \(root\): set is not JSON"):
+    with pytest.raises(JobFailed, match=r"^ResultError: SetJob result: set is not JSON"):
         await run_job(app, SetJob)
 
 

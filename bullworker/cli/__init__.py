@@ -11,11 +11,11 @@ from bullworker.cli import run
 
 # isort: split
 from bullworker.cli import ops
-from bullworker.cli.app import cli
+from bullworker.cli.app import cli, run_cli
 
 __all__ = ["cli", "main", "ops", "run"]
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli()
+    """Console-script entry point: exits with the status of docs/errors.md's table."""
+    raise SystemExit(run_cli())

@@ -14,12 +14,18 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from bullworker.cli.app import AppOption, JsonOption, cli, echo_json, fail, format_table, load, run
+from bullworker.cli.completion import complete_job_names, complete_queue
 from bullworker.core.status import STATUSES
 
 T = TypeVar("T")
 
-QueueFilter = Annotated[str | None, typer.Option("--queue", help="Only this queue.")]
-NameFilter = Annotated[str | None, typer.Option("--name", help="Only jobs of this name.")]
+QueueFilter = Annotated[
+    str | None, typer.Option("--queue", help="Only this queue.", autocompletion=complete_queue)
+]
+NameFilter = Annotated[
+    str | None,
+    typer.Option("--name", help="Only jobs of this name.", autocompletion=complete_job_names),
+]
 SinceFilter = Annotated[
     str | None,
     typer.Option(
@@ -115,7 +121,12 @@ def jobs(
 
 @jobs_cli.command("show")
 def jobs_show(
-    job_id: Annotated[str, typer.Argument(metavar="ID", help="<queue>:<jobId>")],
+    job_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID", help="<queue>:<jobId> as `queue` prints it, or <jobId> of BULL_QUEUE."
+        ),
+    ],
     app: AppOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -176,7 +187,8 @@ def _print_detail(detail: dict[str, Any]) -> None:
 def retry(
     app: AppOption = None,
     job_id: Annotated[
-        str | None, typer.Option("--id", help="One failed job, <queue>:<jobId>.")
+        str | None,
+        typer.Option("--id", help="One failed job: <queue>:<jobId>, or <jobId> of BULL_QUEUE."),
     ] = None,
     queue: QueueFilter = None,
     name: NameFilter = None,

@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bullworker.cli.app import AppOption, JsonOption, cli, fail, format_table, load
+from bullworker.cli.app import AppOption, JsonOption, cli, echo_json, fail, format_table, load
+from bullworker.cli.completion import complete_job_names, complete_queue, complete_queue_list
 
 if TYPE_CHECKING:
     from bullworker.ops.schedules import ScheduleInfo
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+    CRITICAL = "CRITICAL"
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
 
 
 @cli.command()
@@ -20,13 +36,17 @@ def start(
     app: AppOption = None,
     queues: Annotated[
         str | None,
-        typer.Option(help="Comma-separated queues to consume (default: all of the app's)."),
+        typer.Option(
+            help="Comma-separated queues to consume (default: all of the app's).",
+            autocompletion=complete_queue_list,
+        ),
     ] = None,
     record_queues: Annotated[
         str | None,
         typer.Option(
             help="Comma-separated queues to record in _jobs without consuming them "
             "(e.g. queues only Node processes); replaces RECORD_QUEUES.",
+            autocompletion=complete_queue_list,
         ),
     ] = None,
     concurrency: Annotated[
@@ -35,7 +55,24 @@ def start(
     processes: Annotated[
         int, typer.Option(min=1, help="Worker processes to run under a supervisor.")
     ] = 1,
-    log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
+    log_level: Annotated[
+        LogLevel | None,
+        typer.Option(
+            case_sensitive=False,
+            envvar="LOG_LEVEL",
+            show_envvar=True,
+            help="Log this level and above (default: the app's LOG_LEVEL, else INFO).",
+        ),
+    ] = None,
+    log_format: Annotated[
+        LogFormat | None,
+        typer.Option(
+            case_sensitive=False,
+            envvar="LOG_FORMAT",
+            show_envvar=True,
+            help="Log lines as plain text or one JSON object each (default: text).",
+        ),
+    ] = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(
@@ -47,23 +84,23 @@ def start(
     ] = None,
 ) -> None:
     """Run the job runner until SIGTERM or SIGINT."""
-    from bullworker.core.errors import BullworkerError
     from bullworker.ops.serve import (
+        apply_app_logging,
         exit_if_jobs_are_stuck,
         run_supervisor,
         run_worker,
         setup_logging,
     )
 
-    setup_logging(log_level)
+    level = log_level.value if log_level else None
+    fmt = log_format.value if log_format else None
+    setup_logging(level or "INFO", fmt or "text")
     if metrics_port is not None:
-        from bullworker.observe.metrics import MetricsError, require_prometheus
+        from bullworker.observe.metrics import require_prometheus
 
-        try:
-            require_prometheus()
-        except MetricsError as exc:
-            fail(str(exc), 2)
+        require_prometheus()
     application = load(app)
+    apply_app_logging(application, level, fmt)
     if not application.enable_worker:
         fail("this app was created without enable_worker=True, so it cannot run jobs", 2)
     chosen = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
@@ -76,8 +113,12 @@ def start(
         except ConfigError as exc:
             fail(str(exc), 2)
         application.config.record_queues = record_queues
+    if chosen and "BULLWORKER_PROCESS_SLOT" not in os.environ:  # not again in each child
+        _warn_unknown_queues(application, chosen, "starting anyway")
     if processes > 1:
-        child_args = ["--log-level", log_level]
+        child_args = ["--log-level", level] if level else []
+        if fmt:
+            child_args += ["--log-format", fmt]
         if queues:
             child_args += ["--queues", queues]
         if record_queues is not None:
@@ -88,25 +129,42 @@ def start(
             application, app, processes, child_args, metrics_port=metrics_port
         )
         raise typer.Exit(asyncio.run(supervise))
-    try:
-        asyncio.run(
-            run_worker(
-                application, queues=chosen, concurrency=concurrency, metrics_port=metrics_port
-            )
-        )
-    except BullworkerError as exc:
-        fail(str(exc))
+    asyncio.run(
+        run_worker(application, queues=chosen, concurrency=concurrency, metrics_port=metrics_port)
+    )
     exit_if_jobs_are_stuck()
+
+
+def _warn_unknown_queues(application: Any, names: list[str], doing: str) -> None:
+    """One ``warning:`` line for the queues no job of the app uses and Redis does not know."""
+    from bullworker.ops.inspect import app_queues, unknown_queues
+
+    unknown = asyncio.run(unknown_queues(application, names))
+    if unknown:
+        typer.echo(
+            f"warning: no job of this app uses queue {', '.join(unknown)} and Redis has no "
+            f"keys for it (this app's queues: {', '.join(app_queues(application))}); {doing}, "
+            "as Node processes may use it",
+            err=True,
+        )
 
 
 @cli.command()
 def queue(
-    name: Annotated[str, typer.Argument(help="Job name (the job class's name).")],
+    name: Annotated[
+        str,
+        typer.Argument(help="Job name (the job class's name).", autocompletion=complete_job_names),
+    ],
     app: AppOption = None,
     data: Annotated[str, typer.Option(help="Payload as JSON.")] = "{}",
     delay: Annotated[int | None, typer.Option(min=0, help="Delay in milliseconds.")] = None,
     queue_name: Annotated[
-        str | None, typer.Option("--queue", help="Queue to use (default: the job's queue).")
+        str | None,
+        typer.Option(
+            "--queue",
+            help="Queue to use (default: the job's queue).",
+            autocompletion=complete_queue,
+        ),
     ] = None,
     force: Annotated[
         bool, typer.Option(help="Queue a name this app does not register (for a Node consumer).")
@@ -115,9 +173,10 @@ def queue(
         float | None,
         typer.Option(min=0.1, help="Seconds to wait for Redis (default REDIS_TIMEOUT)."),
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Queue one job and print its id."""
-    from bullworker.core.errors import BullworkerError
+    """Queue one job and print <queue>:<id>, which `jobs show` and `retry --id` take."""
+    from bullworker.core.errors import UnknownJobError
     from bullworker.ops.serve import queue_by_name
 
     try:
@@ -127,20 +186,21 @@ def queue(
     application = load(app)
     if timeout is not None:
         application.config.redis_timeout = timeout
+    known = force or application.registry.find(name) is not None
+    if queue_name and known and not application.config.is_test:
+        _warn_unknown_queues(application, [queue_name], "queueing anyway")
     try:
-        job_id = asyncio.run(
+        queued = asyncio.run(
             queue_by_name(application, name, payload, queue=queue_name, force=force, delay=delay)
         )
-    except BullworkerError as exc:
-        hint = (
-            " (use --force to queue it for a consumer elsewhere)"
-            if "unknown job" in str(exc)
-            else ""
-        )
-        fail(f"{exc}{hint}")
+    except UnknownJobError as exc:
+        fail(f"{exc} (use --force to queue it for a consumer elsewhere)", exc.exit_code)
     if application.config.is_test:
         typer.echo("APP_ENV=test: the job was not queued", err=True)
-    typer.echo(job_id)
+    if as_json:
+        echo_json(queued.to_dict())
+    else:
+        typer.echo(queued.ref)
 
 
 @cli.command()
@@ -150,14 +210,10 @@ def schedules(
     count: Annotated[int, typer.Option("--next", min=1, max=50, help="Next runs shown.")] = 3,
 ) -> None:
     """List the cron schedules: next runs, whether Redis has them, last run."""
-    from bullworker.core.errors import BullworkerError
     from bullworker.ops.schedules import describe_schedules
 
     application = load(app)
-    try:
-        infos = asyncio.run(describe_schedules(application, count=count))
-    except BullworkerError as exc:
-        fail(str(exc))
+    infos = asyncio.run(describe_schedules(application, count=count))
     if as_json:
         typer.echo(json.dumps([info.to_json() for info in infos], indent=2))
     else:

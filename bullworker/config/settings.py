@@ -17,7 +17,7 @@ import re
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from bullworker.config.redaction import redact_url as redact
@@ -29,6 +29,10 @@ from bullworker.core.errors import ConfigError
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 #: DATABASE_URL schemes ``store.open_store`` accepts.
 _DB_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg", "sqlite")
+#: Levels LOG_LEVEL (and ``bullworker start --log-level``) accepts, in any case.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: Formats LOG_FORMAT (and ``--log-format``) accepts: plain lines, or one JSON object a line.
+LOG_FORMATS = ("text", "json")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -158,6 +162,10 @@ class AppConfig:
     #: code) before the runner's watchdog logs a warning naming the job; 0: off.
     loop_block_warning: float = 5.0
     cron_tz: str = "UTC"
+    #: Level and format (``text`` or ``json``) of the log bullworker sets up when the
+    #: program has none (``bullworker start``, or an app hosted in an ASGI lifespan).
+    log_level: str = "INFO"
+    log_format: str = "text"
 
     _settings: ClassVar[dict[str, Any]] = {}
 
@@ -228,6 +236,12 @@ class AppConfig:
         if self.jobs_retention_interval <= 0:
             raise ConfigError("JOBS_RETENTION_INTERVAL must be positive")
         queue_names(self.record_queues, "RECORD_QUEUES")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(
+                f"LOG_LEVEL={self.log_level!r} is not a log level: use {', '.join(LOG_LEVELS)}"
+            )
+        if self.log_format.lower() not in LOG_FORMATS:
+            raise ConfigError(f"LOG_FORMAT={self.log_format!r} is neither text nor json")
         self._check_redis_tls("bull")
 
     def _check_redis_tls(self, scope: str) -> None:
@@ -279,6 +293,14 @@ class AppConfig:
         if (scoped_url or scoped_host) and scoped_sentinel is None:
             sentinel = None  # a scoped address beats a global sentinel
         url = scoped_url if scoped_url or scoped_host else self.redis_url
+        if sentinel:
+            env = f"{scope.upper()}_" if scope and scoped_sentinel is not None else ""
+            source = f"{env}REDIS_SENTINEL_HOST and {env}REDIS_SENTINEL_PORT"
+        elif url:
+            source = f"{scope.upper()}_REDIS_URL" if scope and scoped_url else "REDIS_URL"
+        else:
+            env = f"{scope.upper()}_" if scope and scoped_host else ""
+            source = f"{env}REDIS_HOST and {env}REDIS_PORT"
         return RedisSettings(
             url=None if sentinel else url,
             host=pick("host"),
@@ -296,6 +318,7 @@ class AppConfig:
             sentinel_username=pick("sentinel_username"),
             sentinel_password=pick("sentinel_password"),
             timeout=self.redis_timeout,
+            source=source,
         )
 
     def __repr__(self) -> str:
@@ -328,6 +351,8 @@ class RedisSettings:
     sentinel_username: str | None = None
     sentinel_password: str | None = None
     timeout: float = 10.0
+    #: The settings that name this server (``REDIS_URL``...), for hints in errors.
+    source: str = field(default="", compare=False)
 
     @property
     def uses_tls(self) -> bool:

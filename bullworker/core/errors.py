@@ -1,18 +1,31 @@
 """Every exception bullworker defines; all derive from `BullworkerError` (docs/errors.md).
 
 The classes keep a builtin base where callers may catch that one instead
-(``except ValueError`` still catches a `PayloadError`).
+(``except ValueError`` still catches a `PayloadError`). Each class's ``exit_code``
+is the status the ``bullworker`` command exits with when that error ends it.
 """
 
 from __future__ import annotations
+
+#: Exit statuses of the ``bullworker`` command (docs/errors.md, "Exit codes").
+EXIT_OK = 0
+EXIT_FAILED = 1  # a job or an operation failed
+EXIT_USAGE = 2  # a bad option, argument or --app
+EXIT_UNREACHABLE = 3  # Redis or the database refused the connection or did not answer
+EXIT_CONFIG = 4  # bad settings, TLS files, installation
 
 
 class BullworkerError(Exception):
     """Base class of every error bullworker raises on purpose."""
 
+    #: The ``bullworker`` command's exit status when this error ends it.
+    exit_code: int = EXIT_FAILED
+
 
 class ConfigError(BullworkerError, ValueError):
     """The configuration is invalid (the message never contains secrets)."""
+
+    exit_code = EXIT_CONFIG
 
 
 class JobDefinitionError(BullworkerError):
@@ -38,7 +51,9 @@ class ResultError(BullworkerError, TypeError):
 
 
 class QueueUnavailable(BullworkerError):
-    """Redis did not answer a producer call within the configured timeout."""
+    """Redis refused the connection, or did not answer within the configured timeout."""
+
+    exit_code = EXIT_UNREACHABLE
 
 
 class DependencyError(BullworkerError):
@@ -52,6 +67,8 @@ class JobTimeout(BullworkerError, TimeoutError):
 class BullmqIncompatible(BullworkerError):
     """The installed bullmq is outside the supported range or lacks what bullworker relies on."""
 
+    exit_code = EXIT_CONFIG
+
 
 class JobFailed(BullworkerError):
     """A handler raised; the message is ``"<ExceptionClass>: <message>"`` (BullMQ's ``failedReason``)."""
@@ -59,6 +76,8 @@ class JobFailed(BullworkerError):
 
 class DurationError(BullworkerError, ValueError):
     """A duration or a point in time that cannot be read."""
+
+    exit_code = EXIT_USAGE
 
 
 class StoreError(BullworkerError):
@@ -68,6 +87,8 @@ class StoreError(BullworkerError):
 class StoreUnavailable(StoreError):
     """The database cannot be reached (down, refused, timed out, locked)."""
 
+    exit_code = EXIT_UNREACHABLE
+
 
 class LeaderError(BullworkerError, RuntimeError):
     """Misuse of a leader election (e.g. starting it twice)."""
@@ -76,6 +97,8 @@ class LeaderError(BullworkerError, RuntimeError):
 class MetricsError(BullworkerError):
     """Metrics cannot be served (prometheus_client missing, port taken...)."""
 
+    exit_code = EXIT_CONFIG
+
 
 class OpsError(BullworkerError):
     """An operations command cannot do what was asked (bad id, nothing selected...)."""
@@ -83,3 +106,5 @@ class OpsError(BullworkerError):
 
 class AppLoadError(BullworkerError):
     """``--app`` does not name an importable bullworker App."""
+
+    exit_code = EXIT_USAGE

@@ -177,10 +177,12 @@ def _pydantic_compatible(typ: Any, _seen: dict[Any, Any] | None = None) -> Any:
 
 
 def _describe(exc: Any) -> str:
+    """``field.path: message; ...`` of a pydantic error; a message about the value as a
+    whole has no path."""
     parts = []
     for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err["loc"]) or "(payload)"
-        parts.append(f"{loc}: {err['msg']}")
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
     return "; ".join(parts)
 
 
@@ -199,24 +201,24 @@ def check_json(value: Any, *, what: str = "value") -> None:
         kind = type(item)
         if kind is str or kind is bool or item is None:
             continue
-        where = path or "(root)"
+        where = f"{path}: " if path else ""  # nothing for the value as a whole
         if kind is int:
             if not -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
                 raise PayloadError(
-                    f"{what}: {where}: integer {item} is beyond 2^53 (Node would round it)"
+                    f"{what}: {where}integer {item} is beyond 2^53 (Node would round it)"
                 )
         elif kind is float:
             if not math.isfinite(item):
-                raise PayloadError(f"{what}: {where}: {item} is not valid JSON")
+                raise PayloadError(f"{what}: {where}{item} is not valid JSON")
         elif kind is dict:
             for key, sub in item.items():
                 if type(key) is not str:
-                    raise PayloadError(f"{what}: {where}: key {key!r} is not a string")
+                    raise PayloadError(f"{what}: {where}key {key!r} is not a string")
                 stack.append((sub, f"{path}.{key}" if path else key))
         elif kind is list or kind is tuple:
             stack.extend((sub, f"{path}[{i}]") for i, sub in enumerate(item))
         else:
-            raise PayloadError(f"{what}: {where}: {kind.__name__} is not JSON")
+            raise PayloadError(f"{what}: {where}{kind.__name__} is not JSON")
 
 
 def _type_args(cls: type) -> tuple[Any, Any]:

@@ -29,9 +29,11 @@ from bullworker.core.cron import next_fire_times
 from bullworker.history.recorder import recording_lag
 from bullworker.history.store import PostgresJobStore, SqliteJobStore, store_for
 from bullworker.history.store import schema as q
+from bullworker.history.store.postgres import connect_failure
 from bullworker.ops.inspect import app_queues, iso, read_leader
 from bullworker.transport.bullmq_compat import SUPPORTED, check_bullmq, installed_version
 from bullworker.transport.connection import connection_kwargs, redis_client
+from bullworker.transport.probe import unreachable
 from bullworker.transport.tls import TLSConnection
 
 Level = Literal["OK", "WARN", "FAIL"]
@@ -164,16 +166,23 @@ def connection_check(settings: RedisSettings) -> Check:
 async def _ping(client: aioredis.Redis, config: AppConfig, checks: list[Check]) -> bool:
     settings, timeout = config.redis_settings("bull"), config.redis_timeout
     started = time.perf_counter()
+    problem = None
     try:
-        async with asyncio.timeout(timeout):
-            await client.ping()
+        refused = await unreachable(settings)  # at once, not after the client's timeout
+        if refused is not None:
+            problem = f": {refused}"
+        else:
+            async with asyncio.timeout(timeout):
+                await client.ping()
     except Exception as exc:
         reason = "no answer" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+        problem = f" within {timeout:g} s ({reason})"
+    if problem is not None:
         checks.append(
             Check(
                 "redis",
                 "FAIL",
-                f"cannot reach Redis at {settings.describe()} within {timeout:g} s ({reason})",
+                f"cannot reach Redis at {settings.describe()}{problem}",
                 "start Redis or point REDIS_URL (or REDIS_HOST/REDIS_PORT, BULL_REDIS_* for "
                 "the queues) at it; REDIS_TIMEOUT bounds the wait",
             )
@@ -260,7 +269,9 @@ async def _postgres_check(conninfo: str, config: AppConfig) -> Check:
                 columns = await cur.fetchone()
     except (psycopg.Error, TimeoutError, OSError) as exc:
         detail = "no answer" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
-        detail = scrub(detail, url_secrets(conninfo)).strip().splitlines()[0]
+        detail = (
+            connect_failure(exc) or scrub(detail, url_secrets(conninfo)).strip().splitlines()[0]
+        )
         return Check("database", "FAIL", f"PostgreSQL {where} unreachable: {detail}", fix)
     if not (table and table[0]):
         return Check(

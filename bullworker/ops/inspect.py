@@ -24,6 +24,7 @@ from bullworker.history.recorder import recording_lag
 from bullworker.history.store import JobRecord, JobStore, store_for
 from bullworker.transport.connection import close_queue, open_queue, redis_client
 from bullworker.transport.deadline import bounded
+from bullworker.transport.probe import check_reachable
 
 T = TypeVar("T")
 
@@ -115,6 +116,7 @@ async def queue_stats(app: App) -> list[QueueStats]:
     """One `QueueStats` per queue of the app (see `app_queues`)."""
     config = app.config
     settings = config.redis_settings("bull")
+    await check_reachable(settings)
     client = redis_client(settings)
     found: list[QueueStats] = []
     try:
@@ -175,12 +177,41 @@ def _check_status(status: str | None) -> None:
         raise OpsError(f"status must be completed or failed, got {status!r}")
 
 
-def check_job_id(job_id: str) -> str:
-    """A ``_jobs`` id is ``<queue>:<jobId>``."""
+def check_job_id(job_id: str, default_queue: str | None = None) -> str:
+    """A ``_jobs`` id is ``<queue>:<jobId>``; with ``default_queue``, a bare ``<jobId>``
+    is one of that queue (``42`` -> ``default:42``)."""
+    if default_queue is not None and job_id and ":" not in job_id:
+        job_id = f"{default_queue}:{job_id}"
     queue, sep, rest = job_id.partition(":")
     if not (queue and sep and rest):
-        raise OpsError(f"job id {job_id!r} must be <queue>:<jobId>, e.g. default:42")
+        raise OpsError(f"job id {job_id!r} must be <queue>:<jobId> (e.g. default:42) or <jobId>")
     return job_id
+
+
+#: BullMQ keys of a queue that has been used (one is enough to know it).
+_QUEUE_KEYS = ("meta", "id", "events", "wait", "active", "delayed", "prioritized", "paused",
+               "completed", "failed", "repeat", "stalled-check", "marker")  # fmt: skip
+
+
+async def unknown_queues(app: App, names: list[str]) -> list[str]:
+    """The ``names`` that no job of the app uses and that have no keys in Redis."""
+    config = app.config
+    known = set(app_queues(app))
+    candidates = [name for name in dict.fromkeys(names) if name not in known]
+    if not candidates:
+        return []
+    settings = config.redis_settings("bull")
+    await check_reachable(settings)
+    client = redis_client(settings)
+    unknown = []
+    try:
+        for name in candidates:
+            keys_of = [keys.queue_key(config.bull_prefix, name, s) for s in _QUEUE_KEYS]
+            if not await bounded(config, f"look for queue {name}", client.exists(*keys_of)):
+                unknown.append(name)
+    finally:
+        await client.aclose()
+    return unknown
 
 
 async def list_jobs(

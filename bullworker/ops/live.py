@@ -18,11 +18,13 @@ from bullworker.history.store import JobRecord, JobStore
 from bullworker.ops.inspect import OpsError, check_job_id, job_detail
 from bullworker.transport.connection import close_queue, open_queue, redis_client
 from bullworker.transport.deadline import bounded
+from bullworker.transport.probe import check_reachable
 
 
 async def _read(config: AppConfig, job_id: str) -> tuple[str, dict[str, str]] | None:
     """BullMQ's state and the hash fields of ``<queue>:<jobId>``, None if it is not there."""
     queue_name, _, queue_id = check_job_id(job_id).partition(":")
+    await check_reachable(config.redis_settings("bull"))
     client = redis_client(config.redis_settings("bull"))
     queue = open_queue(config, queue_name)
     try:
@@ -86,6 +88,7 @@ async def failed_jobs_in_redis(
 
     Among the newest ``limit`` of each queue (since ``since``), those named ``name``.
     """
+    await check_reachable(config.redis_settings("bull"))
     client = redis_client(config.redis_settings("bull"))
     found: list[JobRecord] = []
     low = "-inf" if since is None else int(since.timestamp() * 1000)
@@ -115,7 +118,11 @@ async def failed_jobs_in_redis(
 
 
 async def show_job(config: AppConfig, store: JobStore, job_id: str) -> list[dict[str, Any]]:
-    """``jobs show``: `job_in_redis` if it is there, then every recorded run, newest first."""
+    """``jobs show``: `job_in_redis` if it is there, then every recorded run, newest first.
+
+    ``job_id`` is ``<queue>:<jobId>``, or a bare ``<jobId>`` of ``BULL_QUEUE``.
+    """
+    job_id = check_job_id(job_id, config.bull_queue)
     live = await job_in_redis(config, job_id)
     rows = await store.get(job_id)
     if live is None and not rows:

@@ -24,6 +24,7 @@ from bullworker.history.store import JobRecord, JobStore
 from bullworker.ops.inspect import OpsError, check_job_id, failure_reason, iso, list_jobs
 from bullworker.ops.live import failed_in_redis, failed_jobs_in_redis
 from bullworker.producer import WorkerService
+from bullworker.transport.probe import check_reachable
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +78,14 @@ async def select_failed(
 ) -> list[JobRecord]:
     """The failed jobs to retry: the newest failed run of ``job_id``, or those matching.
 
+    ``job_id`` is ``<queue>:<jobId>``, or a bare ``<jobId>`` of ``BULL_QUEUE``.
     ``_jobs`` first; a job that failed but is not recorded (yet, or at all with
     ``RECORD_JOBS=false``) is found in Redis. Without recording, the filters
     read the failed sets of ``queue`` (else ``queues``) in Redis.
     """
     if job_id is not None:
-        rows = await store.get(check_job_id(job_id))
+        job_id = check_job_id(job_id, config.bull_queue)
+        rows = await store.get(job_id)
         failed = [row for row in rows if row.status == "failed"]
         if failed:
             return failed[:1]
@@ -129,6 +132,8 @@ async def retry_jobs(
     """
     done: list[Retry] = []
     service = app.worker_service
+    if records:
+        await check_reachable(app.config.redis_settings("bull"))
     try:
         for record in records:
             earlier = None if again else await earlier_retry(store, service, record)

@@ -18,6 +18,7 @@ from bullworker.runtime.cron import CronSpec, cron_specs, matches
 from bullworker.transport.bullmq_compat import get_scheduler
 from bullworker.transport.connection import close_queue, open_queue
 from bullworker.transport.deadline import bounded
+from bullworker.transport.probe import check_reachable
 
 if TYPE_CHECKING:
     from bullworker.app import App
@@ -120,6 +121,12 @@ async def _installed(app: App, specs: list[CronSpec]) -> dict[str, Any] | None:
     """Scheduler records by id (None for absent ones); None if Redis did not answer."""
     config = app.config
     found: dict[str, Any] = {}
+    if specs:
+        try:
+            await check_reachable(config.redis_settings("bull"))
+        except QueueUnavailable as exc:
+            log.warning("%s", exc)
+            return None
     for name in sorted({s.queue for s in specs}):
         queue = open_queue(config, name)
         try:

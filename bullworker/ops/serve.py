@@ -8,12 +8,15 @@ import logging
 import os
 import signal
 import sys
+import sysconfig
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 from bullworker.app import App
 from bullworker.core.errors import AppLoadError as AppLoadError
-from bullworker.core.errors import BullworkerError
+from bullworker.core.errors import BullworkerError, ConfigError
+from bullworker.transport.probe import check_reachable
 
 log = logging.getLogger("bullworker.serve")
 
@@ -22,7 +25,11 @@ FORCED_EXIT = 130
 
 
 def load_app(spec: str | None) -> App:
-    """Import ``module[:attribute]`` (attribute default ``app``); a factory is called."""
+    """Import ``module[:attribute]`` (attribute default ``app``); a factory is called.
+
+    AppLoadError says what failed and where, in one line (the cause is chained); a
+    ConfigError raised by the app's settings stays a ConfigError.
+    """
     spec = spec or os.environ.get("BULLWORKER_APP")
     if not spec:
         raise AppLoadError("no app given: pass --app module[:attribute] or set BULLWORKER_APP")
@@ -33,33 +40,68 @@ def load_app(spec: str | None) -> App:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise AppLoadError(f"cannot import {module_name!r}: module not found") from None
-        raise AppLoadError(f"importing {module_name!r} failed: {exc}") from None
+        if exc.name and (module_name == exc.name or module_name.startswith(f"{exc.name}.")):
+            raise AppLoadError(
+                f"cannot import {module_name!r}: module not found (looked in {os.getcwd()}, "
+                "PYTHONPATH and site-packages); run bullworker from the project's directory "
+                "or add it to PYTHONPATH"
+            ) from exc
+        raise AppLoadError(
+            f"importing {module_name!r} failed: {type(exc).__name__}: {exc} ({_where(exc)}); "
+            f"is it installed in this environment ({sys.prefix})?"
+        ) from exc
+    except ConfigError:
+        raise
     except BullworkerError as exc:
-        raise AppLoadError(f"importing {module_name!r} failed: {exc}") from None
+        raise AppLoadError(f"importing {module_name!r} failed: {exc}") from exc
     except Exception as exc:  # the app's own code raised: say what and where, in one line
         text = exc.msg if isinstance(exc, SyntaxError) else str(exc)
         raise AppLoadError(
             f"importing {module_name!r} failed: {type(exc).__name__}: {text} ({_where(exc)})"
-        ) from None
+        ) from exc
     try:
         target: Any = getattr(module, attribute)
     except AttributeError:
         raise AppLoadError(f"module {module_name!r} has no attribute {attribute!r}") from None
     if not isinstance(target, App) and callable(target):
-        target = target()
+        try:
+            target = target()
+        except ConfigError:
+            raise
+        except BullworkerError as exc:
+            raise AppLoadError(f"the app factory {spec} raised: {exc}") from exc
+        except Exception as exc:
+            raise AppLoadError(
+                f"the app factory {spec} raised {type(exc).__name__}: {exc} ({_where(exc)})"
+            ) from exc
     if not isinstance(target, App):
         raise AppLoadError(f"{spec} is a {type(target).__name__}, not a bullworker App")
     return target
 
 
 def _where(exc: Exception) -> str:
-    """``file:line`` where ``exc`` was raised (of the bad line, for a SyntaxError)."""
+    """``file:line`` where ``exc`` was raised (of the bad line, for a SyntaxError): the
+    innermost frame outside Python's and the installed packages' own files."""
     if isinstance(exc, SyntaxError) and exc.filename:
-        return f"{exc.filename}:{exc.lineno}"
+        return f"{_short(exc.filename)}:{exc.lineno}"
     frames = traceback.extract_tb(exc.__traceback__)
-    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "unknown place"
+    if not frames:
+        return "unknown place"
+    libraries = {sysconfig.get_path(name) for name in ("stdlib", "purelib", "platlib")}
+    libraries.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bullworker
+    for frame in reversed(frames):
+        path = os.path.abspath(frame.filename)
+        if not frame.filename.startswith("<") and not any(
+            path.startswith(lib + os.sep) for lib in libraries if lib
+        ):
+            return f"{_short(frame.filename)}:{frame.lineno}"
+    return f"{_short(frames[-1].filename)}:{frames[-1].lineno}"
+
+
+def _short(path: str) -> str:
+    """``path`` relative to the current directory when it is inside it."""
+    relative = os.path.relpath(os.path.abspath(path), os.getcwd())
+    return path if relative.startswith("..") else relative
 
 
 async def run_worker(
@@ -81,7 +123,10 @@ async def run_worker(
         if stop.is_set():
             log.warning("second %s: exiting now", signal.Signals(signum).name)
             os._exit(FORCED_EXIT)
-        log.info("%s received: shutting down", signal.Signals(signum).name)
+        log.info(
+            "%s received: shutting down (send it again to stop at once)",
+            signal.Signals(signum).name,
+        )
         stop.set()
 
     for signum in signals:
@@ -115,6 +160,7 @@ async def run_supervisor(
     """
     from bullworker.runtime.supervisor import Supervisor, child_command
 
+    await check_reachable(app.config.redis_settings("bull"))  # before any child, at once
     spec = app_spec or os.environ.get("BULLWORKER_APP")
     supervisor = Supervisor(
         child_command(spec, args),
@@ -125,6 +171,23 @@ async def run_supervisor(
     return await supervisor.run()
 
 
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A job queued by `queue_by_name`; ``ref`` (``<queue>:<id>``) is what ``jobs show``
+    and ``retry --id`` take."""
+
+    queue: str
+    id: str
+    name: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.queue}:{self.id}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"queue": self.queue, "id": self.id, "name": self.name, "ref": self.ref}
+
+
 async def queue_by_name(
     app: App,
     name: str,
@@ -133,14 +196,22 @@ async def queue_by_name(
     queue: str | None = None,
     force: bool = False,
     delay: int | None = None,
-) -> str:
+) -> Queued:
     """Queue one job by name and close the producer's connections."""
+    config = app.config
+    definition = app.registry.find(name)
+    if definition is None and not force:
+        app.registry.get(name)  # UnknownJobError, before any connection
+    target = queue or (definition.queue(config.bull_queue) if definition else config.bull_queue)
     try:
-        return await app.worker_service.queue_job_by_name(
+        if not config.is_test:  # APP_ENV=test queues nothing
+            await check_reachable(config.redis_settings("bull"))
+        job_id = await app.worker_service.queue_job_by_name(
             name, data, queue=queue, force=force, delay=delay
         )
     finally:
         await app.worker_service.close()
+    return Queued(queue=target, id=job_id, name=name)
 
 
 def exit_if_jobs_are_stuck() -> None:
@@ -166,23 +237,19 @@ def exit_if_jobs_are_stuck() -> None:
         os._exit(0)
 
 
-def setup_logging(level: str = "INFO", *, trace_ids: bool | None = None) -> None:
-    """Plain, one-line log records on stderr, with the trace id when tracing is possible.
+def setup_logging(
+    level: str = "INFO", log_format: str = "text", *, trace_ids: bool | None = None
+) -> None:
+    """One line a log record on stderr, plain text or JSON, with the trace id when tracing
+    is possible (see :func:`bullworker.observe.logs.configure_logging`)."""
+    from bullworker.observe.logs import configure_logging
 
-    ``trace_ids`` (default: whether opentelemetry is importable, as for
-    ``create_app(tracing=)``) adds ``[trace=<trace id>]`` (``-`` outside a span)
-    after the level, so a job's log lines name the trace of its run.
-    """
-    handler = logging.StreamHandler(sys.stderr)
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    if trace_ids is None:
-        from bullworker.core.trace import tracing_available
+    configure_logging(level, log_format, trace_ids=trace_ids)
 
-        trace_ids = tracing_available()
-    if trace_ids:
-        from bullworker.observe.tracing import TraceIdFilter
 
-        handler.addFilter(TraceIdFilter())
-        fmt = "%(asctime)s %(levelname)s [trace=%(trace_id)s] %(name)s: %(message)s"
-    handler.setFormatter(logging.Formatter(fmt))
-    logging.basicConfig(level=level.upper(), handlers=[handler])
+def apply_app_logging(app: App, level: str | None, log_format: str | None) -> None:
+    """Once the app is loaded: its ``LOG_LEVEL``/``LOG_FORMAT`` where the command line gave
+    none, unless importing it set up logging of its own."""
+    from bullworker.observe.logs import default_logging
+
+    default_logging(level or app.config.log_level, log_format or app.config.log_format)

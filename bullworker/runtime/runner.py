@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -20,11 +21,15 @@ from bullworker.core.jobs import JobDefinition, JobRegistry
 from bullworker.runtime.dispatch import Dispatcher, JobFactory, call_handler
 from bullworker.transport.bullmq_compat import require_bullmq
 from bullworker.transport.connection import bullmq_connection
+from bullworker.transport.probe import check_reachable
 
 log = logging.getLogger("bullworker.runner")
 
 #: Milliseconds the worker's fetch loop waits after a connection error it could not retry.
 RUN_RETRY_DELAY_MS = 1000
+#: Seconds the start waits for the first recorder election, so its log line can tell
+#: whether this process records (a later change of leader has lines of its own).
+ELECTION_WAIT = 2.0
 
 
 class RunnerService(Protocol):
@@ -45,6 +50,23 @@ def _unknown_backoff(attempts_made: int, backoff_type: str, err: Any, job: Any) 
         getattr(job, "name", "?"), getattr(job, "id", "?"), backoff_type,
     )  # fmt: skip
     return -1
+
+
+def _roles(roles: dict[str, str]) -> str:
+    """``leader``, or per role the queues: ``leader of a, b; follower of c``."""
+    explained = {
+        "leader": "leader",
+        "follower": "follower: another process records",
+        "pending": "leader election pending",
+    }
+    kinds = set(roles.values())
+    if len(kinds) == 1:
+        return explained[kinds.pop()]
+    by_role: dict[str, list[str]] = {}
+    for queue, role in roles.items():
+        by_role.setdefault(role, []).append(queue)
+    of = {"leader": "leader of", "follower": "follower of", "pending": "election pending for"}
+    return "; ".join(f"{of[role]} {', '.join(queues)}" for role, queues in by_role.items())
 
 
 class Runner:
@@ -71,8 +93,11 @@ class Runner:
         #: The queues this runner competes to record: the consumed ones and RECORD_QUEUES.
         self.recorded_queues = recorded_queues(config, self.queues)
         self.services: list[RunnerService] = []
+        #: Records finished jobs in ``_jobs`` (None with ``RECORD_JOBS=false``).
+        self.recording: RecordingService | None = None
         if config.record_jobs:
-            self.services.append(RecordingService(config, self.recorded_queues))
+            self.recording = RecordingService(config, self.recorded_queues)
+            self.services.append(self.recording)
         from bullworker.runtime.cron import CronService
 
         self.services.append(CronService(config, registry, self.queues))
@@ -86,6 +111,7 @@ class Runner:
         #: Thread pools given up because a sync handler overran its TIMEOUT in them.
         self.retired_pools = 0
         self._running = False
+        self._started = False  # the start completed (and was logged)
 
     @property
     def running(self) -> bool:
@@ -97,8 +123,10 @@ class Runner:
         for definition in self.registry:
             try:
                 self.factory(definition.cls)
+            except DependencyError as exc:  # it names the job
+                problems.append(str(exc))
             except Exception as exc:
-                problems.append(f"{definition.name}: {exc}")
+                problems.append(f"{definition.name}: {type(exc).__name__}: {exc}")
         if problems:
             raise DependencyError("cannot build job(s): " + "; ".join(problems))
 
@@ -135,9 +163,10 @@ class Runner:
             log.warning(
                 "this runner does not consume the queues of: %s", ", ".join(sorted(unconsumed))
             )
+        redis = self.config.redis_settings("bull")
+        await check_reachable(redis)  # a refused connection is said now, not after retries
         if any(not d.is_async for d in self.registry):
             self._executor = self._new_executor()
-        redis = self.config.redis_settings("bull")
         self._running = True
         try:
             for queue in self.queues:
@@ -164,15 +193,39 @@ class Runner:
                 self._tasks.append(asyncio.create_task(worker.run(), name=f"bullworker:{queue}"))
             for service in self.services:
                 await service.start()
+            roles: dict[str, str] = {}
+            if self.recording is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(ELECTION_WAIT, self.config.redis_timeout)):
+                        await self.recording.first_election()
+                roles = self.recording.roles()
+            started = self._describe(roles)
         except BaseException:
             await self.stop(grace=0)
             raise
-        log.info(
-            "runner started: queues %s, concurrency %d, jobs %s%s",
-            ", ".join(self.queues) or "none", self.concurrency,
-            ", ".join(self.registry.names()) or "none",
-            f", recording {', '.join(self.recorded_queues)}" if self.recorded_queues else "",
-        )  # fmt: skip
+        log.info("runner started: %s", started)
+        self._started = True
+
+    def _describe(self, roles: dict[str, str]) -> str:
+        """What the start line says: version, queues, concurrency, jobs, recording."""
+        from bullworker.core.version import __version__
+
+        parts = [
+            f"bullworker {__version__}",
+            f"queues {', '.join(self.queues) or 'none'}",
+            f"concurrency {self.concurrency}",
+            f"jobs {', '.join(self.registry.names()) or 'none'}",
+        ]
+        if self.recording is None:
+            parts.append("recording off (RECORD_JOBS=false)")
+        elif not roles:
+            parts.append("recording nothing")
+        else:
+            parts.append(f"recording to {self.recording.describe_store()} ({_roles(roles)})")
+            only = [q for q in self.recorded_queues if q not in self.queues]
+            if only:
+                parts.append(f"record-only queues {', '.join(only)}")
+        return "; ".join(parts)
 
     def _new_executor(self) -> ThreadPoolExecutor:
         """A thread for every job the workers may run at once."""
@@ -208,6 +261,15 @@ class Runner:
         through BullMQ's stalled-job check (at-least-once).
         """
         grace = self.config.shutdown_grace if grace is None else grace
+        if self._started:
+            running = sum(worker.running_jobs for worker in self.workers.values())
+            if running:
+                log.info(
+                    "stopping: waiting up to %g s for %d running job%s",
+                    grace, running, "" if running == 1 else "s",
+                )  # fmt: skip
+            else:
+                log.info("stopping: no job is running")
         for service in reversed(self.services):
             try:
                 await service.stop()
@@ -235,7 +297,7 @@ class Runner:
             self._executor = None
         if self._running:
             log.info("runner stopped")
-        self._running = False
+        self._running = self._started = False
 
     def _on_error(self, queue: str, err: Any, job: Any = None) -> None:
         if job is not None:

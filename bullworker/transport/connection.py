@@ -209,11 +209,13 @@ class _SentinelSSLConnection(_SentinelConnection, TLSConnection):
     pass
 
 
-def _from_url(url: str) -> dict[str, Any]:
+def _from_url(url: str, setting: str = "REDIS_URL") -> dict[str, Any]:
+    """redis-py keyword arguments of ``url``; ConfigError naming ``setting`` if it is bad."""
     parts = urlsplit(url)
     if parts.scheme not in _SCHEMES:
         raise ConfigError(
-            f"Redis URL must start with redis://, rediss:// or unix:// (got {parts.scheme}://)"
+            f"Redis URL must start with redis://, rediss:// or unix:// (got {parts.scheme}://): "
+            f"check {setting}"
         )
     opts: dict[str, Any] = {}
     if parts.username:
@@ -226,12 +228,17 @@ def _from_url(url: str) -> dict[str, Any]:
         db = query.get("db", ["0"])[0]
     else:
         opts["host"] = parts.hostname or "127.0.0.1"
-        opts["port"] = parts.port or 6379
+        try:
+            opts["port"] = parts.port or 6379
+        except ValueError:
+            raise ConfigError(f"Redis URL has an invalid port: check {setting}") from None
         db = parts.path.lstrip("/") or query.get("db", ["0"])[0]
     try:
         opts["db"] = int(db)
     except ValueError:
-        raise ConfigError(f"Redis URL has an invalid database number {db!r}") from None
+        raise ConfigError(
+            f"Redis URL has an invalid database number {db!r}: check {setting}"
+        ) from None
     if parts.scheme == "rediss":
         opts["ssl"] = True  # the ssl_* options of the query: see client_tls()
     return opts
@@ -280,7 +287,7 @@ def connection_kwargs(
         )
         return {"connection_pool": pool}
     if settings.url:
-        return {**base, **_from_url(settings.url), **tls}
+        return {**base, **_from_url(settings.url, settings.source or "REDIS_URL"), **tls}
     opts = {
         **base,
         "host": settings.host,

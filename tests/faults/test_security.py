@@ -274,7 +274,7 @@ async def test_tls_client_certificates(
     assert refused[1] != 0 and refused[0].startswith("error: ")
     assert "CERTIFICATE_REQUIRED" in refused[0] and refused[2] < 8.0
     assert start[1] != 0 and "CERTIFICATE_REQUIRED" in start[0] and start[2] < 8.0
-    assert missing[1] == 2 and missing[0].startswith("error: ")
+    assert missing[1] == 4 and missing[0].startswith("error: ")  # configuration
     assert "REDIS_TLS_KEY_FILE=" in missing[0] and "No such file" in missing[0]
     assert dup_rows(rows) == 0 and {r.data["n"] for r in rows} == set(range(11))
 
@@ -333,5 +333,5 @@ def test_database_schema_is_not_injectable(scenario: Scenario, prefix: str) -> N
         f"Rejected when the config is read (before any connection), in one line: `{line}`. "
         "The store refuses such a name too. The table name `_jobs` is a constant, not a setting."
     )
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.returncode == 4 and "Traceback" not in result.stderr  # configuration
     assert line.startswith("error: ") and "DATABASE_SCHEMA=" in line

@@ -168,8 +168,11 @@ async def test_a_runner_that_cannot_start_fails_the_startup(prefix: str) -> None
     async with lifespan_protocol(api) as sent:
         [failed] = sent
         assert failed["type"] == "lifespan.startup.failed"
-        assert "cannot build job(s): NeedsMissing" in failed["message"]
-        assert "Missing" in failed["message"]
+        assert (
+            "cannot build job(s): missing dependency of NeedsMissing: parameter 'missing' needs "
+            "Missing, which is not provided; provide it with create_app(providers=[...]) or "
+            "app.provide(Missing, instance)"
+        ) in failed["message"]
     assert bullworker_app.runner is None
 
 

@@ -263,8 +263,8 @@ async def test_cli_queue_consumed_by_node(prefix: str, redis_url: str) -> None:
     finally:
         await reap(proc)
     assert proc.returncode == 0, f"stdout: {out.decode()}\nstderr: {err.decode()}"
-    job_id = last_line(out).strip()
-    assert job_id, f"no job id printed\nstderr: {err.decode()}"
+    queue_name, _, job_id = last_line(out).strip().partition(":")  # <queue>:<id>
+    assert queue_name and job_id, f"no job id printed\nstderr: {err.decode()}"
 
     [seen] = await node.consume(1)
     assert seen["id"] == job_id

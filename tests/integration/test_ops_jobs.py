@@ -239,7 +239,8 @@ async def test_jobs_command_shape_and_errors(env: dict[str, str]) -> None:
     assert empty.returncode == 0, empty.stderr
     assert empty.stdout == "" and "no recorded jobs match" in empty.stderr
     for args, message in [
-        (["jobs", "show", "nocolon"], "must be <queue>:<jobId>"),
+        (["jobs", "show", "ops:"], "must be <queue>:<jobId>"),
+        (["jobs", "show", "nocolon"], "no job default:nocolon in Redis or in _jobs"),
         (["jobs", "show", "ops:404"], "no job ops:404 in Redis or in _jobs"),
         (["jobs", "--since", "yesterday"], "--since: invalid time 'yesterday'"),
         (["prune", "--older-than", "3x"], "--older-than: invalid duration '3x'"),

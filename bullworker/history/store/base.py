@@ -113,6 +113,10 @@ class JobStore(abc.ABC):
     ``completedAt``.
     """
 
+    def describe(self) -> str:
+        """Where the rows go, without secrets, for log lines (``SQLite ./bullworker.sqlite3``)."""
+        return repr(self)
+
     @abc.abstractmethod
     async def open(self) -> None:
         """Connect and ensure the schema exists; calling it again is a no-op."""
@@ -197,6 +201,11 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     async def ping(self) -> None:
         """Round-trip to the database; raises StoreUnavailable if unreachable."""
+
+    async def reachable(self) -> None:
+        """Connect once, without opening the store; StoreUnavailable if that fails (a
+        database server only: a file needs no connection)."""
+        return None
 
     async def __aenter__(self) -> Self:
         await self.open()

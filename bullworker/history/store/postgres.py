@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -15,7 +16,7 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from bullworker.config.redaction import redact_url, scrub, url_secrets
+from bullworker.config.redaction import redact_url, scrub, url_location, url_secrets
 from bullworker.history.store import schema as q
 from bullworker.history.store.base import (
     Filters,
@@ -83,6 +84,26 @@ def _naive(value: datetime | None) -> datetime | None:
     return None if value is None else to_naive_utc(value)
 
 
+_UNKNOWN_HOST = re.compile(
+    r"(?:failed to resolve host|could not translate host name) ['\"]?([^'\"\s]+)"
+)
+
+
+def connect_failure(exc: BaseException) -> str | None:
+    """``connection refused``, ``unknown host 'db'``... when libpq could not connect at all,
+    else None (the server answered: credentials, database...)."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return None
+    text = str(exc)
+    host = _UNKNOWN_HOST.search(text)
+    if host:
+        return f"unknown host {host.group(1)!r}"
+    for known in ("Connection refused", "No route to host", "Network is unreachable"):
+        if known in text:
+            return known.lower()
+    return None
+
+
 class PostgresJobStore(JobStore):
     """``_jobs`` in PostgreSQL, optionally in schema `schema` (created if missing)."""
 
@@ -112,14 +133,27 @@ class PostgresJobStore(JobStore):
     def __repr__(self) -> str:
         return f"PostgresJobStore({self._display!r}, schema={self._schema!r})"
 
+    def describe(self) -> str:
+        where = f"PostgreSQL {url_location(self._conninfo, default_port=5432)}"
+        return f"{where} (schema {self._schema})" if self._schema else where
+
     @property
     def conninfo(self) -> str:
         """The ``postgresql://`` URL connected to (with its password)."""
         return self._conninfo
 
     def _fail(self, exc: BaseException) -> NoReturn:
-        """Re-raise a driver error as StoreUnavailable/StoreError, password scrubbed."""
-        detail = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
+        """Re-raise a driver error as StoreUnavailable/StoreError, password scrubbed, in
+        one line."""
+        reason = connect_failure(exc)
+        if reason is not None:
+            check = "check DATABASE_URL"
+            if not reason.startswith("unknown host"):
+                check = f"is PostgreSQL running there? {check}"
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL at {self._display}: {reason}; {check}"
+            ) from None
+        detail = " ".join(scrub(f"{type(exc).__name__}: {exc}", self._secrets).split())
         if isinstance(exc, TimeoutError):
             detail = f"no answer within {self._timeout:g} s"
         if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | TimeoutError):
@@ -270,3 +304,13 @@ class PostgresJobStore(JobStore):
     async def ping(self) -> None:
         async with self._connection() as conn:
             await conn.execute(q.PG_PING)
+
+    async def reachable(self) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                conn = await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True, connect_timeout=2
+                )
+            await conn.close()
+        except (psycopg.Error, TimeoutError) as exc:
+            self._fail(exc)
