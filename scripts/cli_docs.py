@@ -34,6 +34,13 @@ is called), or read it from `BULLWORKER_APP`. An error is one line on stderr sta
 What the commands do, with examples: [operations.md](operations.md) (`stats`, `jobs`, `retry`,
 `prune`, `doctor`, `schedules`), [deployment.md](deployment.md) (`start`) and the
 [README](../README.md) (`start`, `queue`, `jobs`).
+
+Shell completion: `bullworker --install-completion` installs it for your shell (bash, zsh, fish
+or PowerShell); `bullworker --show-completion` prints the script to install by hand. Tab then
+completes commands and options, job names (`bullworker queue <TAB>`, `--name`) and queue names
+(`--queue`, and each name of `--queues a,b`). Names come from the app given by `--app` earlier on
+the line, or by `BULLWORKER_APP`; if the app cannot be imported, only commands and options are
+completed.
 """
 
 

@@ -587,13 +587,15 @@ def wait_for(check: Any, what: str, timeout: float = 20.0) -> None:
 class Tour:
     """The README's first steps, run in ``directory`` as a newcomer runs them."""
 
-    def __init__(self, directory: Path, prefix: str) -> None:
+    def __init__(self, directory: Path, prefix: str, bin_dir: Path | None = None) -> None:
+        """``bin_dir``: the virtual environment's scripts (default: this interpreter's)."""
         self.directory = directory
         self.prefix = prefix
         self.env = bullworker_env(BULL_PREFIX=prefix)
+        scripts = bin_dir or Path(sys.executable).parent
         self.programs = {
-            "bullworker": str(Path(sys.executable).with_name("bullworker")),
-            "python": sys.executable,
+            "bullworker": str(scripts / "bullworker"),
+            "python": str(scripts / "python") if bin_dir else sys.executable,
             "node": node(),
         }
         self.log = directory / "worker.log"
@@ -677,12 +679,17 @@ class Tour:
 @pytest.mark.timeout(90)
 def test_readme_tour(tmp_path: Path) -> None:
     """The README's first steps, as a newcomer runs them, against the test Redis."""
+    run_tour(tmp_path)
+
+
+def run_tour(tmp_path: Path, bin_dir: Path | None = None) -> None:
+    """The README tour in ``tmp_path``, with the programs of ``bin_dir`` (see :class:`Tour`)."""
     if not (NODE_MODULES / "bullmq" / "package.json").is_file():
         pytest.fail(f"{NODE_MODULES} is missing: run `npm ci --prefix tests/node`")
     (tmp_path / "node_modules").symlink_to(NODE_MODULES, target_is_directory=True)
     blocks = tour_blocks()
     with own_prefix() as prefix:
-        tour = Tour(tmp_path, prefix)
+        tour = Tour(tmp_path, prefix, bin_dir)
         for block in blocks:
             if block.named_file:
                 tour.write(block)
