@@ -22,9 +22,9 @@ from bullworker.core.errors import OpsError as OpsError
 from bullworker.core.status import STATUSES
 from bullworker.history.recorder import recording_lag
 from bullworker.history.store import JobRecord, JobStore, store_for
-from bullworker.transport.connection import close_queue, open_queue, redis_client
+from bullworker.transport.connection import close_queue, open_queue
 from bullworker.transport.deadline import bounded
-from bullworker.transport.probe import check_reachable
+from bullworker.transport.probe import reachable_client
 
 T = TypeVar("T")
 
@@ -115,9 +115,7 @@ async def read_leader(client: aioredis.Redis, prefix: str, queue: str) -> Leader
 async def queue_stats(app: App) -> list[QueueStats]:
     """One `QueueStats` per queue of the app (see `app_queues`)."""
     config = app.config
-    settings = config.redis_settings("bull")
-    await check_reachable(settings)
-    client = redis_client(settings)
+    client = await reachable_client(config.redis_settings("bull"))
     found: list[QueueStats] = []
     try:
         for name in app_queues(app):
@@ -200,9 +198,7 @@ async def unknown_queues(app: App, names: list[str]) -> list[str]:
     candidates = [name for name in dict.fromkeys(names) if name not in known]
     if not candidates:
         return []
-    settings = config.redis_settings("bull")
-    await check_reachable(settings)
-    client = redis_client(settings)
+    client = await reachable_client(config.redis_settings("bull"))
     unknown = []
     try:
         for name in candidates:

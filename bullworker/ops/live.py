@@ -16,16 +16,15 @@ from bullworker.core.status import STATUSES
 from bullworker.history.hashes import to_record
 from bullworker.history.store import JobRecord, JobStore
 from bullworker.ops.inspect import OpsError, check_job_id, job_detail
-from bullworker.transport.connection import close_queue, open_queue, redis_client
+from bullworker.transport.connection import close_queue, open_queue
 from bullworker.transport.deadline import bounded
-from bullworker.transport.probe import check_reachable
+from bullworker.transport.probe import reachable_client
 
 
 async def _read(config: AppConfig, job_id: str) -> tuple[str, dict[str, str]] | None:
     """BullMQ's state and the hash fields of ``<queue>:<jobId>``, None if it is not there."""
     queue_name, _, queue_id = check_job_id(job_id).partition(":")
-    await check_reachable(config.redis_settings("bull"))
-    client = redis_client(config.redis_settings("bull"))
+    client = await reachable_client(config.redis_settings("bull"))
     queue = open_queue(config, queue_name)
     try:
         raw = await bounded(
@@ -88,8 +87,7 @@ async def failed_jobs_in_redis(
 
     Among the newest ``limit`` of each queue (since ``since``), those named ``name``.
     """
-    await check_reachable(config.redis_settings("bull"))
-    client = redis_client(config.redis_settings("bull"))
+    client = await reachable_client(config.redis_settings("bull"))
     found: list[JobRecord] = []
     low = "-inf" if since is None else int(since.timestamp() * 1000)
     try:

@@ -17,9 +17,11 @@ import contextlib
 import errno
 import socket
 
+import redis.asyncio as aioredis
+
 from bullworker.config.settings import RedisSettings
 from bullworker.core.errors import QueueUnavailable
-from bullworker.transport.connection import _from_url
+from bullworker.transport.connection import _from_url, redis_client
 
 #: Seconds the first connection may take at most (REDIS_TIMEOUT if lower).
 FIRST_CONNECT_TIMEOUT = 2.0
@@ -64,6 +66,12 @@ async def check_reachable(settings: RedisSettings) -> None:
     if not reason.startswith("unknown host"):
         check = f"is {running} running there? {check}"
     raise QueueUnavailable(f"cannot connect to Redis at {settings.describe()}: {reason}; {check}")
+
+
+async def reachable_client(settings: RedisSettings) -> aioredis.Redis:
+    """`redis_client` of ``settings``, once `check_reachable` found the server there."""
+    await check_reachable(settings)
+    return redis_client(settings)
 
 
 async def _connect(address: tuple[str, int] | str) -> str | None:
