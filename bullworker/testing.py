@@ -24,16 +24,20 @@ import time
 from collections.abc import Mapping
 from typing import Any, TypeVar, overload
 
-from bullmq import UnrecoverableError
+from bullmq import DelayedError, UnrecoverableError
 
 from bullworker.app import App
+from bullworker.core import keys
 from bullworker.core.errors import ConfigError, JobFailed
 from bullworker.core.jobs import BaseJob, JobDefinition, check_json
 from bullworker.core.options import check_options
 from bullworker.producer import QueuedJob
-from bullworker.runtime.dispatch import Dispatcher, InlineJob, JobFactory, call_handler
+from bullworker.runtime.backoff import Backoffs
+from bullworker.runtime.context import JobContext
+from bullworker.runtime.dispatch import Dispatcher, JobFactory, call_handler
+from bullworker.runtime.inline import InlineJob, JobEffects
 
-__all__ = ["JobFailed", "QueuedJob", "UnrecoverableError", "queued", "run_job"]
+__all__ = ["JobEffects", "JobFailed", "QueuedJob", "UnrecoverableError", "queued", "run_job"]
 
 Out = TypeVar("Out")
 
@@ -47,10 +51,13 @@ class _InlineHost:
         self.registry = app.registry
         self.hooks = app.hooks
         self.factory: JobFactory = app.build_job
+        self.backoffs: Backoffs = app.backoffs
 
-    async def run_handler(self, definition: JobDefinition, instance: Any, data: Any) -> Any:
+    async def run_handler(
+        self, definition: JobDefinition, instance: Any, data: Any, job: JobContext
+    ) -> Any:
         # No thread pool of its own: a sync handler runs in the loop's default executor.
-        return await call_handler(definition, instance, data)
+        return await call_handler(definition, instance, data, job)
 
 
 @overload
@@ -63,6 +70,9 @@ async def run_job(
     attempts: int | None = None,
     job_id: str | None = None,
     opts: Mapping[str, Any] | None = None,
+    effects: JobEffects | None = None,
+    children_values: Mapping[Any, Any] | None = None,
+    children_failures: Mapping[str, str] | None = None,
 ) -> Out: ...
 
 
@@ -76,6 +86,9 @@ async def run_job(
     attempts: int | None = None,
     job_id: str | None = None,
     opts: Mapping[str, Any] | None = None,
+    effects: JobEffects | None = None,
+    children_values: Mapping[Any, Any] | None = None,
+    children_failures: Mapping[str, str] | None = None,
 ) -> Any: ...
 
 
@@ -88,6 +101,9 @@ async def run_job(
     attempts: int | None = None,
     job_id: str | None = None,
     opts: Mapping[str, Any] | None = None,
+    effects: JobEffects | None = None,
+    children_values: Mapping[Any, Any] | None = None,
+    children_failures: Mapping[str, str] | None = None,
 ) -> Any:
     """Run one job now, as the runner would run it off the queue, and return its result.
 
@@ -106,6 +122,17 @@ async def run_job(
     (``"PayloadError: ..."``, ``"UnknownJobError: ..."``) for a payload that
     does not validate or a name not registered, and when the handler raises
     one. A result that does not read back as ``Out`` raises ``ResultError``.
+
+    The handler's job context reports to ``effects`` (pass a
+    :class:`JobEffects` to read its progress values, log lines and data
+    updates). A handler that raises ``Snooze`` or ``RateLimited`` raises it
+    here too (after ``effects.delayed_until`` is set for a snooze).
+
+    A parent of a flow reads ``children_values`` with ``job.children_values()``:
+    ``{"<queue>:<id>": result}``, or ``{(ChildClass, "<queue>:<id>"): result}``
+    (a class or a job name) for a child that ``job.children_values(ChildClass)``
+    returns; and ``children_failures`` (``{"<queue>:<id>": reason}``) with
+    ``job.children_failures()``.
     """
     if isinstance(job, str):
         name, definition = job, app.registry.find(job)
@@ -131,13 +158,45 @@ async def run_job(
         attemptsMade=attempt - 1,
         timestamp=now,
         processedOn=now,
+        effects=effects if effects is not None else JobEffects(),
+        children=_children(app, children_values or {}),
+        ignored_failures={
+            _child_key(app, child): str(reason)
+            for child, reason in (children_failures or {}).items()
+        },
     )
     queue = app.config.bull_queue if definition is None else definition.queue(app.config.bull_queue)
     # Its own task, as on the runner: the task's name and the hooks' context
     # variables stay with the job.
-    wire = await asyncio.create_task(Dispatcher(_InlineHost(app), queue)(inline))
+    try:
+        wire = await asyncio.create_task(
+            Dispatcher(_InlineHost(app), queue, app.config.bull_prefix)(inline)
+        )
+    except DelayedError as exc:  # a Snooze, once the job "moved to delayed"
+        raise exc.__cause__ or exc from None
     stored = json.loads(json.dumps(wire))  # what BullMQ stores and a consumer reads
     return stored if definition is None else definition.result_from_wire(stored)
+
+
+def _child_key(app: App, child: str) -> str:
+    queue, _, child_id = str(child).partition(":")
+    if not (queue and child_id):
+        raise ValueError(f"a child is <queue>:<jobId>, got {child!r}")
+    return keys.job_key(app.config.bull_prefix, queue, child_id)
+
+
+def _children(app: App, values: Mapping[Any, Any]) -> dict[str, tuple[str | None, Any]]:
+    """``children_values``: ``{"<queue>:<id>": result}``, or ``{(JobClass or name,
+    "<queue>:<id>"): result}`` for the children ``children_values(JobClass)`` reads."""
+    found: dict[str, tuple[str | None, Any]] = {}
+    for child, value in values.items():
+        name: str | None = None
+        if isinstance(child, tuple):
+            job, child = child
+            name = job if isinstance(job, str) else app.registry.definition_of(job).name
+        check_json(value, what=f"result of child {child}")
+        found[_child_key(app, child)] = (name, json.loads(json.dumps(value)))
+    return found
 
 
 def _payload(definition: JobDefinition | None, name: str, data: Any) -> Any:

@@ -22,7 +22,8 @@ from bullworker.observe.logs import (
     configure_logging,
     default_logging,
 )
-from bullworker.runtime.dispatch import current_job
+from bullworker.runtime.context import JobContext, _current
+from bullworker.runtime.inline import InlineJob
 
 
 @pytest.mark.parametrize(
@@ -93,12 +94,12 @@ def test_a_json_line_has_the_basic_fields_and_no_empty_ones() -> None:
 
 
 def test_a_json_line_has_the_fields_of_the_running_job_and_the_trace() -> None:
-    token = current_job.set({"queue": "mail", "job_name": "SendEmail", "job_id": "42"})
+    token = _current.set(JobContext(InlineJob("SendEmail", "42", {}), "mail"))
     try:
         made = record(trace_id="0af7651916cd43dd8448eb211c80319c")
         JobFieldsFilter().filter(made)
     finally:
-        current_job.reset(token)
+        _current.reset(token)
     entry = json.loads(JsonFormatter().format(made))
     assert entry["queue"] == "mail" and entry["job_name"] == "SendEmail"
     assert entry["job_id"] == "42" and entry["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
@@ -113,12 +114,12 @@ def test_a_json_line_has_the_fields_of_the_running_job_and_the_trace() -> None:
 
 
 def test_fields_given_with_extra_win_over_the_running_job() -> None:
-    token = current_job.set({"queue": "mail", "job_name": "SendEmail", "job_id": "42"})
+    token = _current.set(JobContext(InlineJob("SendEmail", "42", {}), "mail"))
     try:
         made = record(job_id="7")
         JobFieldsFilter().filter(made)
     finally:
-        current_job.reset(token)
+        _current.reset(token)
     assert json.loads(JsonFormatter().format(made))["job_id"] == "7"
 
 

@@ -1,4 +1,5 @@
-"""RECORD_QUEUES: which queues a runner records, and where the setting shows (no servers)."""
+"""Recording settings (no servers): RECORD_QUEUES, which queues a runner records and where
+the setting shows, and JOBS_LOG_LINES."""
 
 from __future__ import annotations
 
@@ -19,6 +20,17 @@ def test_record_queues_setting_is_a_list_of_queue_names() -> None:
     assert config.record_only_queues == ["mail", "reports"]
     with pytest.raises(ConfigError, match="RECORD_QUEUES"):
         AppConfig(environ={"RECORD_QUEUES": "mail,bull:mail"})
+
+
+def test_jobs_log_lines_is_a_count_of_zero_or_more() -> None:
+    assert AppConfig(environ={}).jobs_log_lines == 100
+    assert AppConfig(environ={"JOBS_LOG_LINES": "0"}).jobs_log_lines == 0
+    for bad in ("-1", "ten", "2.5"):
+        with pytest.raises(ConfigError, match="JOBS_LOG_LINES"):
+            AppConfig(environ={"JOBS_LOG_LINES": bad})
+    for value in (-5, 2.5, True):
+        with pytest.raises(ConfigError, match="JOBS_LOG_LINES"):
+            AppConfig(environ={}, jobs_log_lines=value)
 
 
 def test_recorded_queues_are_the_consumed_ones_then_record_queues(

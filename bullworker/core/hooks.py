@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
-
-from bullworker.core.status import Status
+from typing import Any, Literal
 
 log = logging.getLogger("bullworker.hooks")
 
-#: How a run ended, as ``job_finished`` gets it.
-Outcome = Status
+#: How a run ended, as ``job_finished`` gets it: ``delayed`` when the handler
+#: snoozed or was rate-limited (the job runs again later, no attempt spent).
+Outcome = Literal["completed", "failed", "delayed"]
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
 from bullworker.core.errors import JobDefinitionError, PayloadError, ResultError, UnknownJobError
+from bullworker.core.limits import check_rate_limit
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -41,8 +42,12 @@ class BaseJob(Generic[In, Out]):
     JOB_OPTIONS: ClassVar[dict[str, Any]] = {}
     #: Seconds a run may take before it fails with :class:`JobTimeout`.
     TIMEOUT: ClassVar[float | None] = None
+    #: ``(max jobs, per seconds)``: at most that many jobs of the class's queue start in
+    #: any such window, across every worker of the queue (BullMQ's ``limiter``).
+    RATE_LIMIT: ClassVar[tuple[int, float] | None] = None
 
     def handle(self, data: In) -> Out | typing.Awaitable[Out]:
+        """Run the job. It may take the job context second: ``handle(self, data, job)``."""
         raise NotImplementedError
 
 
@@ -55,6 +60,8 @@ class JobDefinition:
     input_type: Any = Any
     output_type: Any = Any
     is_async: bool = True
+    #: ``handle(self, data, job)``: the handler takes a ``JobContext`` second.
+    takes_context: bool = False
     _adapters: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def queue(self, default_queue: str) -> str:
@@ -217,6 +224,8 @@ def check_json(value: Any, *, what: str = "value") -> None:
                 stack.append((sub, f"{path}.{key}" if path else key))
         elif kind is list or kind is tuple:
             stack.extend((sub, f"{path}[{i}]") for i, sub in enumerate(item))
+        elif isinstance(item, str):  # a subclass, e.g. the JobHandle queue_job returns
+            continue
         else:
             raise PayloadError(f"{what}: {where}{kind.__name__} is not JSON")
 
@@ -267,6 +276,8 @@ class JobRegistry:
             validate_pattern(cls.CRON_SCHEDULE, owner=cls.__qualname__, tz=cls.CRON_TZ)
         if cls.TIMEOUT is not None and cls.TIMEOUT <= 0:
             raise JobDefinitionError(f"{cls.__qualname__}.TIMEOUT must be positive")
+        if cls.RATE_LIMIT is not None:
+            check_rate_limit(cls.RATE_LIMIT, cls.__qualname__)
         in_type, out_type = _type_args(cls)
         definition = JobDefinition(
             name=job_name,
@@ -274,6 +285,7 @@ class JobRegistry:
             input_type=in_type,
             output_type=out_type,
             is_async=inspect.iscoroutinefunction(handle),
+            takes_context=_takes_context(cls, handle),
         )
         self._by_name[job_name] = definition
         cls.__bullworker_name__ = job_name  # type: ignore[attr-defined]
@@ -306,6 +318,26 @@ class JobRegistry:
 
     def __len__(self) -> int:
         return len(self._by_name)
+
+
+def _takes_context(cls: type, handle: Callable[..., Any]) -> bool:
+    """Whether ``handle`` takes the job context after ``data`` (``handle(self, data, job)``)."""
+    try:
+        params = list(inspect.signature(handle).parameters.values())[1:]  # without self
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    required = [p for p in positional if p.default is p.empty and p.kind != p.VAR_POSITIONAL]
+    if not positional or len(required) > 2:
+        raise JobDefinitionError(
+            f"{cls.__qualname__}.handle must take (self, data) or (self, data, job), "
+            f"not {len(required)} required arguments after self"
+        )
+    return len(positional) >= 2 or positional[0].kind == positional[0].VAR_POSITIONAL
 
 
 def _identity(cls: type) -> str:

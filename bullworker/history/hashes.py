@@ -10,7 +10,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from bullworker.core.status import Status
+from bullworker.core import keys
+from bullworker.core.status import Status, failed_status
 from bullworker.core.trace import TRACEPARENT, job_trace_context
 from bullworker.history.store import JobRecord
 
@@ -49,8 +50,32 @@ def attempts_of(raw: dict[str, str]) -> str:
     return raw.get("atm") or raw.get("attemptsMade") or "0"
 
 
-def to_record(queue: str, job_id: str, status: Status, raw: dict[str, str]) -> JobRecord:
-    """A ``_jobs`` row for a finished job's hash; tolerant of malformed hashes."""
+def is_recorded(raw: dict[str, str]) -> bool:
+    """Whether the recorder wrote this finished job's current run to ``_jobs`` (and keeps it in
+    Redis for the keep window): its mark (`keys.RECORDED_FIELD`) names its ``finishedOn``."""
+    finished = raw.get("finishedOn")
+    return bool(finished) and raw.get(keys.RECORDED_FIELD, "").startswith(f"{finished}:")
+
+
+def to_record(
+    queue: str,
+    job_id: str,
+    status: Status,
+    raw: dict[str, str],
+    logs: list[str] | None = None,
+    *,
+    prefix: str = "bull",
+) -> JobRecord:
+    """A ``_jobs`` row for a finished job's hash (and its last log lines, read apart).
+
+    ``prefix`` is the queues' key prefix (``BULL_PREFIX``): a child's ``parent`` is
+    its parent's key without it, ``<queue>:<jobId>``.
+
+    Tolerant of malformed hashes. No ``progress`` field means the job never reported any.
+    A job failed with ``"JobCancelled: ..."`` is a ``cancelled`` row.
+    """
+    if status == "failed":
+        status = failed_status(raw.get("failedReason"))
     opts = _json(raw.get("opts"), {})
     opts = opts if isinstance(opts, dict) else {}
     completed = _ms(raw.get("finishedOn")) or datetime.now(UTC)
@@ -79,4 +104,7 @@ def to_record(queue: str, job_id: str, status: Status, raw: dict[str, str]) -> J
         completed_at=completed,
         trace_id=trace_id(opts),
         retry_of=opts["retryOf"] if isinstance(opts.get("retryOf"), str) else None,
+        progress=_json(raw.get("progress")),
+        logs=logs or None,
+        parent=keys.parent_ref(prefix, _json(raw.get("parent")), raw.get("parentKey")),
     )

@@ -26,7 +26,7 @@ from typing import Any
 
 from bullworker.config.settings import LOG_FORMATS, LOG_LEVELS
 from bullworker.core.errors import ConfigError
-from bullworker.runtime.dispatch import current_job
+from bullworker.runtime.context import find_current_job
 
 __all__ = [
     "JobFieldsFilter",
@@ -55,11 +55,14 @@ class JobFieldsFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        fields = current_job.get()
-        if fields is not None:
-            for key, value in fields.items():
-                if not hasattr(record, key):
-                    setattr(record, key, value)
+        job = find_current_job()
+        if job is not None:
+            if not hasattr(record, "queue"):
+                record.queue = job.queue
+            if not hasattr(record, "job_name"):
+                record.job_name = job.name
+            if not hasattr(record, "job_id"):
+                record.job_id = job.id
         return True
 
 

@@ -5,7 +5,7 @@ imported only when metrics are used, so ``import bullworker`` stays fast.
 ``bullworker start --metrics-port P`` wires everything with
 :func:`install_metrics`. Every name starts with ``bullworker_``:
 
-- ``jobs_total`` (counter; queue, name, outcome ``completed``/``failed``)
+- ``jobs_total`` (counter; queue, name, outcome ``completed``/``failed``/``cancelled``/``delayed``)
 - ``job_duration_seconds`` (histogram; queue, name): how long the handler ran
 - ``job_wait_seconds`` (histogram; queue, name): first runs only, start - due
   (due = queued + delay)
@@ -16,6 +16,8 @@ imported only when metrics are used, so ``import bullworker`` stays fast.
 - ``recorder_leader`` (gauge; queue): 1 while this process records the queue
 - ``recorder_lag_seconds`` (gauge; queue): recorder leader only
 - ``queue_jobs`` (gauge; queue, state): ``getJobCounts``, recorder leader only
+- ``jobs_lost_total`` (counter; queue, status): finished jobs that left Redis before they
+  were recorded (no ``_jobs`` row), as the recorders count them in Redis; recorder leader only
 - ``event_loop_lag_seconds`` (gauge)
 """
 
@@ -27,9 +29,11 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from bullworker.core.errors import JobCancelled
 from bullworker.core.errors import MetricsError as MetricsError
 from bullworker.core.hooks import JobHook, JobRun, Outcome
 from bullworker.core.tasks import cancel_and_wait
+from bullworker.history.backlog import LostJobs, read_lost
 from bullworker.observe.health import HttpServer, LoopLagMonitor, Readiness, health_app
 from bullworker.transport.connection import close_queue, open_queue
 from bullworker.transport.deadline import bounded
@@ -112,7 +116,8 @@ class MetricsHook(JobHook):
     ) -> None:
         if run.state.pop("metrics.in_progress", False):
             self.in_progress.labels(run.queue, run.name).dec()
-        self.jobs.labels(run.queue, run.name, outcome).inc()
+        cancelled = outcome == "failed" and isinstance(error, JobCancelled)
+        self.jobs.labels(run.queue, run.name, "cancelled" if cancelled else outcome).inc()
         self.duration.labels(run.queue, run.name).observe(duration)
         if will_retry:
             self.retries.labels(run.queue, run.name).inc()
@@ -166,11 +171,21 @@ class _RunnerCollector:
                 lag.add_metric([queue], service.recorder_lag[queue])
             for state, count in sorted(service.queue_counts.get(queue, {}).items()):
                 depth.add_metric([queue, state], count)
+        lost = CounterMetricFamily(
+            "bullworker_jobs_lost",
+            "Finished jobs that left Redis before they were recorded in _jobs "
+            "(removeOnComplete/removeOnFail of their producer); recorder leader only.",
+            labels=["queue", "status"],
+        )
+        for queue, found in sorted(service.lost.items()):
+            if service.reports(queue):
+                lost.add_metric([queue, "completed"], found.completed)
+                lost.add_metric([queue, "failed"], found.failed)
         loop = GaugeMetricFamily(
             "bullworker_event_loop_lag_seconds", "How late the event loop runs a periodic task."
         )
         loop.add_metric([], service.monitor.lag)
-        yield from (rows, leader, lag, depth, loop)
+        yield from (rows, leader, lag, depth, lost, loop)
 
 
 class MetricsService:
@@ -204,6 +219,8 @@ class MetricsService:
         )
         self.queue_counts: dict[str, dict[str, int]] = {}
         self.recorder_lag: dict[str, float] = {}
+        #: Each recorded queue's lost jobs, as its recorder counted them in Redis.
+        self.lost: dict[str, LostJobs] = {}
         self._queues: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
         self._collector: _RunnerCollector | None = None
@@ -275,6 +292,7 @@ class MetricsService:
             if not self.reports(queue):
                 self.queue_counts.pop(queue, None)
                 self.recorder_lag.pop(queue, None)
+                self.lost.pop(queue, None)
                 continue
             counts = await bounded(
                 config, f"count the jobs of queue {queue}", self._queue(queue).getJobCounts()
@@ -283,6 +301,8 @@ class MetricsService:
             recorder = recording.recorders.get(queue) if recording is not None else None
             if recorder is not None:
                 self.recorder_lag[queue] = await bounded(config, "read the lag", recorder.lag())
+                lost = read_lost(recorder.redis, recorder.prefix, queue)
+                self.lost[queue] = await bounded(config, "read the lost jobs", lost)
 
     async def _refresh_loop(self) -> None:
         failing = False

@@ -93,7 +93,9 @@ async def select_failed(
         if in_redis is not None:
             return [in_redis]
         if rows:
-            raise OpsError(f"{job_id} did not fail (it completed); only failed jobs are retried")
+            raise OpsError(
+                f"{job_id} did not fail (it {rows[0].status}); only failed jobs are retried"
+            )
         raise OpsError(f"no failed job {job_id} in _jobs or in Redis")
     if queue is None and name is None and since is None:
         raise OpsError("choose the failed jobs: --id, or at least one of --queue, --name, --since")

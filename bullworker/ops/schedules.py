@@ -48,7 +48,7 @@ class ScheduleInfo:
     #: with this code has not started yet).
     in_sync: bool | None = None
     last_run: datetime | None = None
-    #: ``completed`` or ``failed``: how the last recorded run ended.
+    #: ``completed``, ``failed`` or ``cancelled``: how the last recorded run ended.
     last_run_status: str | None = None
     #: The failure reason of the last run, when it failed.
     last_run_reason: str | None = None

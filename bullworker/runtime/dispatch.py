@@ -12,12 +12,23 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
-from bullworker.core.errors import JobFailed, JobTimeout, PayloadError, UnknownJobError
+from bullworker.core.errors import (
+    JobCancelled,
+    JobFailed,
+    JobTimeout,
+    PayloadError,
+    RateLimited,
+    Snooze,
+    UnknownJobError,
+    UnrecoverableError,
+)
 from bullworker.core.hooks import JobHook, JobRun, call_hooks
 from bullworker.core.jobs import BaseJob, JobDefinition, JobRegistry
+from bullworker.runtime.backoff import Backoffs
+from bullworker.runtime.context import JobContext, _current
+from bullworker.runtime.failures import handler_stack, reason_of
 from bullworker.runtime.watchdog import job_task_name
 
 # The runner's logger: these lines are the runner's, whoever dispatches.
@@ -35,35 +46,11 @@ class JobHost(Protocol):
     registry: JobRegistry
     hooks: list[JobHook]
     factory: JobFactory
+    backoffs: Backoffs
 
-    async def run_handler(self, definition: JobDefinition, instance: Any, data: Any) -> Any: ...
-
-
-@dataclass(frozen=True, slots=True)
-class InlineJob:
-    """A job run without Redis: the fields dispatch reads of a ``bullmq.Job``."""
-
-    name: str
-    id: str
-    data: Any
-    opts: dict[str, Any] = field(default_factory=dict)
-    # camelCase: the names of bullmq.Job's attributes.
-    #: Runs before this one (``attempt - 1``).
-    attemptsMade: int = 0
-    #: When it was queued and when this run started (epoch ms).
-    timestamp: int = 0
-    processedOn: int = 0
-
-
-#: ``queue``, ``job_name`` and ``job_id`` of the job this task (or its handler's thread)
-#: runs; log handlers add them to the records logged meanwhile (see observe/logs.py).
-current_job: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
-    "bullworker_current_job", default=None
-)
-
-
-def _job_fields(job: Any, queue: str) -> dict[str, str]:
-    return {"queue": queue, "job_name": str(job.name), "job_id": str(job.id)}
+    async def run_handler(
+        self, definition: JobDefinition, instance: Any, data: Any, job: JobContext
+    ) -> Any: ...
 
 
 class Dispatcher:
@@ -72,71 +59,86 @@ class Dispatcher:
     Returns the result as JSON. An unknown name or an invalid payload raises
     ``bullmq.UnrecoverableError`` (``"PayloadError: ..."``); a handler that
     raises fails with :class:`JobFailed` (``"<ExceptionClass>: <message>"``,
-    the handler's exception as ``__cause__``).
+    the handler's exception as ``__cause__``, its own frames as
+    ``handler_stack``), or with ``bullmq.UnrecoverableError`` when it must not
+    be retried (an ``UnrecoverableError`` of either kind, a cancel, an unknown
+    backoff type). ``Snooze`` moves the job to delayed and raises bullmq's
+    ``DelayedError``; ``RateLimited`` goes up to the worker as it is.
     """
 
-    def __init__(self, host: JobHost, queue: str) -> None:
+    def __init__(self, host: JobHost, queue: str, prefix: str = "bull") -> None:
         self.host = host
         self.queue = queue
+        self.prefix = prefix
+        #: The jobs running now, by id: what a cancel request reaches.
+        self.running: dict[str, JobContext] = {}
 
     async def __call__(self, job: Any, token: str | None = None) -> Any:
-        fields = current_job.set(_job_fields(job, self.queue))
+        context = JobContext(job, self.queue, prefix=self.prefix, host=self.host)
+        entered = _current.set(context)
+        job_id = str(job.id)
+        self.running[job_id] = context
         try:
-            return await self._dispatch(job)
+            return await self._dispatch(job, token, context)
         finally:
-            current_job.reset(fields)
+            if self.running.get(job_id) is context:
+                del self.running[job_id]
+            _current.reset(entered)
 
-    async def _dispatch(self, job: Any) -> Any:
-        from bullmq import UnrecoverableError
+    def cancel(self, job_id: str, reason: str) -> bool:
+        """Ask the job ``job_id`` running here to stop; False when it does not run here."""
+        context = self.running.get(job_id)
+        if context is None:
+            return False
+        context.request_cancel(reason)
+        return True
+
+    async def _dispatch(self, job: Any, token: str | None, context: JobContext) -> Any:
+        from bullmq import UnrecoverableError as BullmqUnrecoverable
 
         host = self.host
         task = asyncio.current_task()
+        context._bind(task)
         if task is not None:  # the loop watchdog names a blocking job by its task
             task.set_name(job_task_name(job.name, job.id, self.queue))
         definition = host.registry.find(job.name)
         if definition is None:
             err = UnknownJobError(job.name, host.registry.names())
-            log.error(
-                "%s on queue %s (job id %s)",
-                err,
-                self.queue,
-                job.id,
-                extra=_job_fields(job, self.queue),
-            )
-            raise UnrecoverableError(f"UnknownJobError: {err}")
+            log.error("%s on queue %s (job id %s)", err, self.queue, job.id)
+            raise BullmqUnrecoverable(f"UnknownJobError: {err}")
+        context._definition = definition
         try:
             data = definition.validate_input(job.data)
         except PayloadError as exc:
-            log.error("job %s id=%s: %s", job.name, job.id, exc, extra=_job_fields(job, self.queue))
-            raise UnrecoverableError(f"PayloadError: {exc}") from None
+            log.error("job %s id=%s: %s", job.name, job.id, exc)
+            raise BullmqUnrecoverable(f"PayloadError: {exc}") from None
         started = time.perf_counter()
         hooks = host.hooks
         run = job_run(job, self.queue, data) if hooks else None
         if run is not None:
             call_hooks(hooks, "job_started", run)
         try:
+            context.raise_if_cancelled()  # cancelled before it started
             instance = host.factory(definition.cls)
-            result = await host.run_handler(definition, instance, data)
+            result = await host.run_handler(definition, instance, data, context)
             wire = definition.result_to_wire(result)
-        except BaseException as exc:
-            handler_error = isinstance(exc, Exception) and not isinstance(exc, UnrecoverableError)
-            if handler_error:  # logged before the hooks end the job's span
-                log.warning(
-                    "job %s id=%s queue=%s failed (attempt %d): %s: %s",
-                    job.name, job.id, self.queue, job.attemptsMade + 1, type(exc).__name__, exc,
-                    extra=_job_fields(job, self.queue),
-                )  # fmt: skip
-            if run is not None and isinstance(exc, Exception):  # not a forced shutdown
-                retry = not isinstance(exc, UnrecoverableError) and run.attempt < run.attempts
+        except (Snooze, RateLimited) as exc:
+            if run is not None:
                 call_hooks(
-                    hooks, "job_finished", run, "failed", exc, time.perf_counter() - started,
-                    will_retry=retry,
+                    hooks, "job_finished", run, "delayed", None, time.perf_counter() - started,
+                    will_retry=True,
                 )  # fmt: skip
-            if not handler_error:
+            if isinstance(exc, RateLimited):
                 raise
-            # failedReason is str(err): prefix the class so Node and _jobs see it.
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise JobFailed(reason) from exc
+            await self._snooze(job, token, exc)
+        except asyncio.CancelledError as exc:
+            if context.cancel_reason is None or task is None:  # a forced shutdown
+                raise
+            task.uncancel()
+            cancelled = JobCancelled(context.cancel_reason)
+            raise self._failure(job, context, run, started, cancelled) from exc
+        except Exception as exc:
+            raise self._failure(job, context, run, started, exc) from exc
         if run is not None:
             call_hooks(
                 hooks, "job_finished", run, "completed", None, time.perf_counter() - started,
@@ -146,9 +148,47 @@ class Dispatcher:
             log.debug(
                 "job %s id=%s queue=%s completed in %.1f ms",
                 job.name, job.id, self.queue, (time.perf_counter() - started) * 1000,
-                extra=_job_fields(job, self.queue),
             )  # fmt: skip
         return wire
+
+    async def _snooze(self, job: Any, token: str | None, snooze: Snooze) -> NoReturn:
+        """Node's ``moveToDelayed`` + ``DelayedError``: no attempt spent, the worker leaves it."""
+        from bullmq import DelayedError
+
+        until = int(time.time() * 1000 + snooze.delay * 1000)
+        await job.moveToDelayed(until, token)
+        log.info(
+            "job %s id=%s queue=%s snoozed for %g s", job.name, job.id, self.queue, snooze.delay
+        )
+        raise DelayedError(str(snooze)) from snooze
+
+    def _failure(
+        self, job: Any, context: JobContext, run: JobRun | None, started: float, exc: Exception
+    ) -> Exception:
+        """What the worker fails the job with, once it is logged and the hooks told."""
+        from bullmq import UnrecoverableError as BullmqUnrecoverable
+
+        reason = reason_of(exc)
+        final = isinstance(exc, BullmqUnrecoverable | UnrecoverableError | JobCancelled)
+        retry = not final and context.attempt < context.attempts
+        if retry:
+            unknown = self.host.backoffs.unknown(context.opts.get("backoff"))
+            if unknown is not None:  # bullmq would leave the job active: fail it, saying why
+                reason = f"{unknown} (the run failed with {reason})"
+                final, retry = True, False
+        log.warning(
+            "job %s id=%s queue=%s failed (attempt %d of %d%s): %s",
+            job.name, job.id, self.queue, context.attempt, context.attempts,
+            ", will retry" if retry else "", reason,
+        )  # fmt: skip
+        if run is not None:
+            call_hooks(
+                self.host.hooks, "job_finished", run, "failed", exc,
+                time.perf_counter() - started, will_retry=retry,
+            )  # fmt: skip
+        failure: Exception = BullmqUnrecoverable(reason) if final else JobFailed(reason)
+        failure.handler_stack = handler_stack(exc)  # type: ignore[attr-defined]
+        return failure
 
 
 def job_run(job: Any, queue: str, data: Any) -> JobRun:
@@ -171,16 +211,18 @@ async def call_handler(
     definition: JobDefinition,
     instance: Any,
     data: Any,
+    job: JobContext,
     executor: ThreadPoolExecutor | None = None,
     retire: RetirePool | None = None,
 ) -> Any:
     """Run ``handle`` (async, or sync in a thread of ``executor``) within the class's TIMEOUT."""
+    args = (data, job) if definition.takes_context else (data,)
     if definition.is_async:
-        call: Awaitable[Any] = instance.handle(data)
+        call: Awaitable[Any] = instance.handle(*args)
     else:
         loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
-        call = loop.run_in_executor(executor, ctx.run, instance.handle, data)
+        call = loop.run_in_executor(executor, ctx.run, instance.handle, *args)
     timeout = definition.cls.TIMEOUT
     if timeout is None:
         return await call

@@ -23,6 +23,8 @@ from tests.integration.ops_support import (
     row,
     running,
 )
+from tests.integration.test_recorder import make_recorder
+from tests.integration.test_recorder_logs import run_logged
 
 # --------------------------------------------------------------------------- jobs + retry
 
@@ -159,6 +161,42 @@ async def test_jobs_show_finds_jobs_not_recorded_yet(
     [row_detail] = await ok_json(env, "jobs", "show", f"ops:{done}")
     assert (row_detail["status"], row_detail["source"]) == ("completed", "_jobs")
     assert row_detail["timings"]["recorded"] is not None
+
+
+async def test_jobs_show_prints_progress_and_log_lines(
+    prefix: str, env: dict[str, str], store: JobStore
+) -> None:
+    progress = {"sent": 2, "of": 2}
+    [job_id] = await run_logged(prefix, [{"lines": 2, "progress": progress}], queue_name="ops")
+    lines = [f"line 0 of {job_id}", f"line 1 of {job_id}"]
+
+    def printed(stdout: str) -> tuple[dict[str, str], list[str]]:
+        """The labelled fields and the ``logs:`` section of `jobs show`'s text."""
+        head, _, logs = stdout.partition("logs:\n")
+        fields = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in head.splitlines())
+        return fields, logs.splitlines()
+
+    for source in ("redis", "_jobs"):  # not recorded yet, then recorded
+        if source == "_jobs":
+            recorder = make_recorder(prefix, "ops", store)
+            try:
+                assert await recorder.record_batch() == 1
+            finally:
+                await recorder.redis.aclose()
+        [detail] = await ok_json(env, "jobs", "show", f"ops:{job_id}")
+        assert (detail["source"], detail["progress"], detail["logs"]) == (source, progress, lines)
+        shown = await bullworker(env, "jobs", "show", f"ops:{job_id}", "--app", APP)
+        assert shown.returncode == 0, shown.stderr
+        fields, logs = printed(shown.stdout)
+        assert json.loads(fields["progress"]) == progress
+        assert logs == [f"  {line}" for line in lines]
+
+    # A job that reported nothing shows neither.
+    await store.insert_records([row("quiet", age=timedelta(minutes=1))])
+    [quiet] = await ok_json(env, "jobs", "show", "ops:quiet")
+    assert (quiet["progress"], quiet["logs"]) == (None, [])
+    shown = await bullworker(env, "jobs", "show", "ops:quiet", "--app", APP)
+    assert "progress" not in shown.stdout and "logs:" not in shown.stdout
 
 
 async def test_retry_by_filters_and_dry_run(

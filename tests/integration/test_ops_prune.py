@@ -1,4 +1,4 @@
-"""Keeping ``_jobs`` in shape: prune, leader retention, the retryOf migration, durations."""
+"""Keeping ``_jobs`` in shape: prune, leader retention, the added columns, durations."""
 
 from __future__ import annotations
 
@@ -107,29 +107,55 @@ async def test_retention_survives_an_unreachable_database(
 # --------------------------------------------------------------------------- store migration
 
 
-async def test_an_existing_jobs_table_gets_the_retry_of_column(
+async def test_an_existing_jobs_table_gets_the_added_columns(
     pg_dsn: str, pg_schema: str, tmp_path: Path
 ) -> None:
-    old_pg = q.PG_CREATE_TABLE.replace('    "retryOf" varchar(255) NULL,\n', "")
-    old_sqlite = q.SQLITE_CREATE_TABLE.replace('    "retryOf" TEXT NULL,\n', "")
-    assert "retryOf" not in old_pg + old_sqlite
+    # The table as first released: none of the columns added since (retryOf, progress,
+    # logs, parent), nor their indexes.
+    added = [name for name, _, _ in q.ADDED_COLUMNS]
+    assert added == ["retryOf", "progress", "logs", "parent"]
+    old_pg, old_sqlite = q.PG_CREATE_TABLE, q.SQLITE_CREATE_TABLE
+    for name, pg_type, sqlite_type in q.ADDED_COLUMNS:
+        old_pg = old_pg.replace(f'    "{name}" {pg_type},\n', "")
+        old_sqlite = old_sqlite.replace(f'    "{name}" {sqlite_type},\n', "")
+    assert not any(f'"{name}"' in old_pg + old_sqlite for name in added)
     table = sql.Identifier(pg_schema, q.TABLE)
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL(old_pg).format(table=table))
-        for statement in q.pg_ddl(table)[2:]:  # the indexes of the time, not the column's
-            if "retryOf" not in statement.as_string(conn):
+        for statement in q.pg_ddl(table)[1:]:  # the indexes of the time, not the columns'
+            text = statement.as_string(conn)
+            if "ADD COLUMN" not in text and not any(f'"{name}"' in text for name in added):
                 conn.execute(statement)
     path = tmp_path / "old.sqlite3"
     conn = sqlite3.connect(path)
     conn.execute(old_sqlite)
     conn.close()
+    logs = ["first line", "héllo 🎉"]
     for job_store in (open_store(pg_dsn, pg_schema=pg_schema), open_store(f"sqlite:///{path}")):
         async with job_store:
-            await job_store.insert_records([row("1", age=timedelta(0), retry_of="ops:0")])
+            first = row(
+                "1", age=timedelta(0), retry_of="ops:0", progress={"done": 3}, logs=logs,
+                parent="flows:9",
+            )  # fmt: skip
+            await job_store.insert_records([first, row("2", age=timedelta(0))])
             [again] = await job_store.get("ops:1")
-            assert again.retry_of == "ops:0"
+            assert (again.retry_of, again.progress, again.logs) == ("ops:0", {"done": 3}, logs)
+            assert again.parent == "flows:9"
+            assert [r.id for r in await job_store.children_of("flows:9")] == ["ops:1"]
+            [plain] = await job_store.get("ops:2")
+            assert (plain.retry_of, plain.progress, plain.logs) == (None, None, None)
+            assert plain.parent is None
         async with job_store:  # opening again is a no-op
-            assert await job_store.count() == 1
+            assert await job_store.count() == 2
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        indexes = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (pg_schema,)
+        )
+        assert {name for name, _ in q.INDEXES} <= {name for (name,) in indexes}
+    lite = sqlite3.connect(path)
+    indexes = lite.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+    assert {name for name, _ in q.INDEXES} <= {name for (name,) in indexes}
+    lite.close()
 
 
 # --------------------------------------------------------------------------- durations

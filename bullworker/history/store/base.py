@@ -39,6 +39,12 @@ class JobRecord:
     recorded_at: datetime | None = None
     #: ``_jobs`` id of the failed job this one retries (``bullworker retry``), if any.
     retry_of: str | None = None
+    #: The job's last progress (``job.updateProgress``: a number or an object), None if never.
+    progress: Any = None
+    #: Its last log lines (``job.log``), oldest first, at most ``JOBS_LOG_LINES``; None if none.
+    logs: list[str] | None = None
+    #: ``<queue>:<jobId>`` of its parent when it is a child in a flow, else None.
+    parent: str | None = None
 
     def __post_init__(self) -> None:
         check_status(self.status)
@@ -50,8 +56,8 @@ class JobRecord:
 
     @property
     def reason(self) -> str | None:
-        """``"<ExceptionClass>: <message>"`` of a failed row, None otherwise."""
-        if self.status != "failed":
+        """``"<ExceptionClass>: <message>"`` of a failed or cancelled row, None otherwise."""
+        if self.status == "completed":
             return None
         result = self.result
         return str(result.get("reason") or "") if isinstance(result, dict) else str(result)
@@ -65,7 +71,7 @@ class JobRecord:
 
 
 def check_status(status: str | None) -> None:
-    """Raise ValueError unless `status` is None, ``"completed"`` or ``"failed"``."""
+    """Raise ValueError unless `status` is None or one of `STATUSES`."""
     if status is not None and status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
 
@@ -131,10 +137,15 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     async def insert_records(self, records: Sequence[JobRecord]) -> int:
-        """Insert all records in one transaction; rows already present are skipped.
+        """Insert all records in one transaction; rows already present are kept.
 
-        Returns the number of new rows. Raises StoreUnavailable on connection
-        problems (nothing was written then).
+        A row of the same job (same id, ``createdAt``, attempt and ``completedAt``)
+        gets the record's progress and logs if they differ and it has no fewer log
+        lines (a job read again after more lines came); another job's row is never
+        touched. Returns the number of rows inserted or updated, so fewer than
+        ``len(records)`` means some keys were taken already, by these jobs or by
+        others. Raises StoreUnavailable on connection problems (nothing was
+        written then).
         """
 
     async def recent(
@@ -162,6 +173,10 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     async def retries_of(self, job_id: str) -> list[JobRecord]:
         """Rows whose ``retryOf`` is ``<queue>:<jobId>``, newest ``createdAt`` first."""
+
+    @abc.abstractmethod
+    async def children_of(self, parent_id: str) -> list[JobRecord]:
+        """Rows of the children of the flow parent ``<queue>:<jobId>``, oldest first."""
 
     async def count(
         self,
@@ -197,6 +212,12 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     async def _prune_batch(self, older_than: datetime, status: str | None, limit: int) -> int:
         """Delete at most ``limit`` rows of `prune`'s; returns how many."""
+
+    @abc.abstractmethod
+    async def delete_record(self, record: JobRecord) -> int:
+        """Delete the row of exactly ``record`` (same id, ``createdAt``, attempt, ``completedAt``
+        and status): 1 if it was there, else 0. ``jobs cancel`` takes back a row it wrote for
+        a job that a worker took meanwhile."""
 
     @abc.abstractmethod
     async def ping(self) -> None:

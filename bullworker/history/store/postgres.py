@@ -77,6 +77,9 @@ def _record(row: Sequence[Any]) -> JobRecord:
         trace_id=None if trace is None else trace.rstrip(),
         recorded_at=None if recorded is None else from_naive_utc(recorded),
         retry_of=row[13],
+        progress=row[14],
+        logs=row[15],
+        parent=row[16],
     )
 
 
@@ -129,6 +132,8 @@ class PostgresJobStore(JobStore):
         self._insert = q.pg_statement(q.PG_INSERT, self._table)
         self._get = q.pg_statement(q.PG_GET, self._table)
         self._retries = q.pg_statement(q.PG_RETRIES, self._table)
+        self._children = q.pg_statement(q.PG_CHILDREN, self._table)
+        self._delete_record = q.pg_statement(q.PG_DELETE_RECORD, self._table)
 
     def __repr__(self) -> str:
         return f"PostgresJobStore({self._display!r}, schema={self._schema!r})"
@@ -223,7 +228,11 @@ class PostgresJobStore(JobStore):
                 q.PG_COLUMNS_PRESENT, (self._schema, q.TABLE, q.PG_ADDED_COLUMN_NAMES)
             )
             row = await cur.fetchone()
-            if row is not None and row[0] == len(q.PG_ADDED_COLUMN_NAMES):
+            if (
+                row is not None
+                and row[0] == len(q.PG_ADDED_COLUMN_NAMES)
+                and await self._status_check_current(conn)
+            ):
                 return
         async with conn.transaction():
             await conn.execute(q.PG_DDL_LOCK, (q.DDL_LOCK_KEY,))
@@ -234,6 +243,18 @@ class PostgresJobStore(JobStore):
                     await conn.execute(q.pg_create_schema(self._schema))
             for statement in q.pg_ddl(self._table):
                 await conn.execute(statement)
+            if not await self._status_check_current(conn):  # a table older than `cancelled`
+                for statement in q.pg_status_check(self._table):
+                    await conn.execute(statement)
+
+    async def _status_check_current(self, conn: Conn) -> bool:
+        """Whether the status check of ``_jobs`` allows every status (see `q.STATUS_CHECK`)."""
+        cur = await conn.execute(
+            q.PG_STATUS_CHECK_CURRENT,
+            (self._schema, q.TABLE, q.PG_STATUS_CHECK_NAME, q.NEWEST_STATUS),
+        )
+        row = await cur.fetchone()
+        return row is not None and row[0] > 0
 
     async def insert_records(self, records: Sequence[JobRecord]) -> int:
         if not records:
@@ -254,6 +275,9 @@ class PostgresJobStore(JobStore):
                 _naive(r.executed_at),
                 to_naive_utc(r.completed_at),
                 None if r.retry_of is None else _text(r.retry_of, 255),
+                _jsonb(r.progress),
+                _jsonb(r.logs),
+                None if r.parent is None else _text(r.parent, 255),
             )
             for r in records
         ]
@@ -261,7 +285,7 @@ class PostgresJobStore(JobStore):
         rows.sort(key=lambda row: (row[0], row[9], row[3]))
         async with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.executemany(self._insert, rows)  # pipelined: one round trip
-            return max(cur.rowcount, 0)  # summed over the batch: rows actually inserted
+            return max(cur.rowcount, 0)  # summed over the batch: rows inserted or updated
 
     def _filtered(self, template: str, filters: Filters) -> tuple[psycopg.sql.Composed, list[Any]]:
         """`template` with its ``{where}`` filled from `filters`."""
@@ -285,6 +309,9 @@ class PostgresJobStore(JobStore):
     async def retries_of(self, job_id: str) -> list[JobRecord]:
         return await self._select(self._retries, (job_id,))
 
+    async def children_of(self, parent_id: str) -> list[JobRecord]:
+        return await self._select(self._children, (parent_id,))
+
     async def _count(self, filters: Filters) -> int:
         statement, params = self._filtered(q.PG_COUNT, filters)
         async with self._connection() as conn:
@@ -300,6 +327,18 @@ class PostgresJobStore(JobStore):
         params.append(limit)
         async with self._connection() as conn:  # autocommitted: one short transaction
             return max((await conn.execute(statement, params)).rowcount, 0)
+
+    async def delete_record(self, record: JobRecord) -> int:
+        key = (
+            _text(record.id, 255),
+            to_naive_utc(record.created_at),
+            record.attempt,
+            to_naive_utc(record.completed_at),
+            record.status,
+        )
+        async with self._connection() as conn:
+            cur = await conn.execute(self._delete_record, key)
+            return max(cur.rowcount, 0)
 
     async def ping(self) -> None:
         async with self._connection() as conn:

@@ -70,6 +70,9 @@ def _row(r: JobRecord) -> tuple[Any, ...]:
         _ts_opt(r.executed_at),
         _ts(r.completed_at),
         r.retry_of,
+        _dumps(r.progress),
+        _dumps(r.logs),
+        r.parent,
     )
 
 
@@ -91,6 +94,9 @@ def _record(row: Sequence[Any]) -> JobRecord:
         trace_id=row[11],
         recorded_at=_parse(row[12]),
         retry_of=row[13],
+        progress=_loads(row[14]),
+        logs=_loads(row[15]),
+        parent=row[16],
     )
 
 
@@ -193,12 +199,17 @@ class SqliteJobStore(JobStore):
     async def ensure_schema(self) -> None:
         def create(conn: sqlite3.Connection) -> None:
             def ddl() -> None:
-                for statement in q.SQLITE_DDL:
-                    conn.execute(statement)
+                conn.execute(q.SQLITE_DDL[0])  # the table, then its columns, then its indexes:
                 present = {row[0] for row in conn.execute(q.SQLITE_COLUMNS)}
-                for column, _, sqlite_type in q.ADDED_COLUMNS:
+                for column, _, sqlite_type in q.ADDED_COLUMNS:  # an index may be on one
                     if column not in present:
                         conn.execute(q.SQLITE_ADD_COLUMN.format(column=column, type=sqlite_type))
+                for statement in q.SQLITE_DDL[1:]:
+                    conn.execute(statement)
+                [(table_sql,)] = conn.execute(q.SQLITE_TABLE_SQL).fetchall()
+                if q.NEWEST_STATUS not in table_sql:  # a table older than `cancelled`
+                    for statement in q.SQLITE_REBUILD:
+                        conn.execute(statement)
 
             self._transaction(conn, ddl)
 
@@ -230,6 +241,9 @@ class SqliteJobStore(JobStore):
     async def retries_of(self, job_id: str) -> list[JobRecord]:
         return await self._select(q.SQLITE_RETRIES, (job_id,))
 
+    async def children_of(self, parent_id: str) -> list[JobRecord]:
+        return await self._select(q.SQLITE_CHILDREN, (parent_id,))
+
     async def _count(self, filters: Filters) -> int:
         where, params = filters.where("?", _ts)
         statement = q.SQLITE_COUNT.format(where=where)
@@ -246,6 +260,17 @@ class SqliteJobStore(JobStore):
             return self._transaction(conn, lambda: conn.execute(statement, params).rowcount)
 
         return await self._run(batch)
+
+    async def delete_record(self, record: JobRecord) -> int:
+        key = (record.id, _ts(record.created_at), record.attempt, _ts(record.completed_at))
+        params = (*key, record.status)
+
+        def delete(conn: sqlite3.Connection) -> int:
+            return self._transaction(
+                conn, lambda: conn.execute(q.SQLITE_DELETE_RECORD, params).rowcount
+            )
+
+        return await self._run(delete)
 
     async def ping(self) -> None:
         await self._run(lambda conn: conn.execute(q.SQLITE_PING).fetchone())

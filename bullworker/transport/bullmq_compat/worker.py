@@ -17,11 +17,18 @@ with its connection already closed, so it sits active until the stalled
 check (a lock duration later) and may run twice. Node's worker waits for its
 main loop; this subclass does the same.
 
-A completed job's ``moveToFinished`` call also takes the worker's next job,
-as Node's worker does (``fetchNext``): bullmq's Python worker passes
-``fetch_next=False`` and then makes a separate ``moveToActive`` call, a
-third Lua script per job. The next job goes back to bullmq's run loop as the
-finished task's result, which the loop processes like any fetched job.
+A finished job's ``moveToFinished`` call (completed, or failed for good) also
+takes the worker's next job, as Node's worker does (``fetchNext``): bullmq's
+Python worker passes ``fetch_next=False`` and then makes a separate
+``moveToActive`` call, a third Lua script per job. The next job goes back to
+bullmq's run loop as the finished task's result, which the loop processes
+like any fetched job. On a queue at its global concurrency this is also how
+the worker takes the slot its job freed: BullMQ adds no marker for it.
+
+Rate limits work as in Node's worker (:mod:`.rate_limit`), and so does a
+handler's ``RateLimited``. The worker names itself as Node's does, so Node's
+``Queue.getWorkers()`` and bull-board list it, and every job it takes gets
+``processedBy`` (:mod:`.commands`).
 
 Its Redis clients use bullworker's retry policy (a try at most every second
 instead of bullmq's backoff up to 20 s), so the worker picks up again within
@@ -47,19 +54,27 @@ from bullmq import Job, UnrecoverableError, Worker
 
 from bullworker.core.errors import BullworkerError, PayloadError
 from bullworker.core.options import check_retry_options
+from bullworker.transport.bullmq_compat.commands import WorkerCommands, node_client_name
+from bullworker.transport.bullmq_compat.failures import use_handler_stack, use_jitter
+from bullworker.transport.bullmq_compat.rate_limit import RateLimitHandling
 from bullworker.transport.connection import close_sentinel_pool, use_retry_policy
 
 log = logging.getLogger("bullworker.runner")
+
+# bullmq's fixed and exponential backoffs, with jitter as Node computes it.
+use_jitter()
 
 
 class MalformedJobError(BullworkerError, UnrecoverableError):  # type: ignore[misc]
     """The job's hash in Redis cannot be read as a BullMQ job."""
 
 
-class BullWorker(Worker):  # type: ignore[misc]
-    """bullmq's Worker with fetch-next, a graceful close, malformed-job checks and Node's events."""
+class BullWorker(RateLimitHandling, Worker):  # type: ignore[misc]
+    """bullmq's Worker with fetch-next, a graceful close, malformed-job checks, Node's
+    events, rate limits and client names."""
 
     _closed_emitted = False
+    _named = False  # the blocking connection has its client name
 
     def __init__(self, name: str, processor: Any, opts: dict[str, Any]) -> None:
         super().__init__(name, processor, opts)
@@ -70,6 +85,14 @@ class BullWorker(Worker):  # type: ignore[misc]
         self._fetched: dict[int, Any] = {}
         self._move_to_completed = self.backend.moveToCompleted
         self.backend.moveToCompleted = self._complete_and_fetch
+        self._move_to_failed = self.backend.moveToFailed
+        self.backend.moveToFailed = self._fail_and_fetch
+        # Node's client name (Queue.getWorkers), and the worker's name on every job it takes.
+        self.clientName = node_client_name(self.prefix, name, self.workerName)
+        self.commands = WorkerCommands(self)
+        self.commands.install()
+        self.backend.moveToActive = self.commands.move_to_active
+        self.processor = self._catch_rate_limited(self.processor)  # type: ignore[has-type]
         # A job's updateProgress goes through the worker's backend: emit `progress`
         # there, which costs nothing for the jobs that never report any.
         self._update_progress = self.backend.updateProgress
@@ -93,6 +116,16 @@ class BullWorker(Worker):  # type: ignore[misc]
         """How many jobs are running."""
         return len(self.jobs)
 
+    async def _ensure_client_names(self) -> None:
+        """Name the blocking connection as Node's worker names its own, and only that one.
+
+        Node's ``Queue.getWorkers()`` lists every client of that name: one per
+        worker, as for a Node worker (bullmq named both connections, counting twice).
+        """
+        if not self._named:
+            await self.blockingRedisConnection.set_client_name(self.clientName)
+            self._named = True
+
     async def load_server_version(self) -> None:
         """Ask the server its version, which bullmq needs before ``run()``.
 
@@ -115,17 +148,38 @@ class BullWorker(Worker):  # type: ignore[misc]
         except Exception as exc:
             self.emit("error", exc)
 
+    def _takes_next(self, job: Any) -> bool:
+        """Whether finishing ``job`` takes the next one: it runs here and the worker goes on."""
+        if id(job) not in self._fetched or self.closing or self.paused or self.forceClosing:
+            return False
+        return not self.rate_limited
+
     async def _complete_and_fetch(
         self, job: Any, value: Any, remove: Any, token: str, fetch_next: bool = False
     ) -> Any:
         """``backend.moveToCompleted`` that also takes the next job while the worker runs."""
-        key = id(job)
-        ours = key in self._fetched and not (self.closing or self.paused or self.forceClosing)
+        ours = self._takes_next(job)
         done = await self._move_to_completed(
             job, value, remove, token, fetch_next=fetch_next or ours
         )
         if ours and isinstance(done, dict):
-            self._fetched[key] = done.get("result")
+            self._fetched[id(job)] = done.get("result")
+        return done
+
+    async def _fail_and_fetch(
+        self,
+        job: Any,
+        reason: str,
+        remove: Any,
+        token: str,
+        fetch_next: bool = False,
+        fields: dict[str, Any] | None = None,
+    ) -> Any:
+        """``backend.moveToFailed`` (a failure for good) that also takes the next job."""
+        ours = self._takes_next(job)
+        done = await self._move_to_failed(job, reason, remove, token, fetch_next or ours, fields)
+        if ours and isinstance(done, dict):
+            self._fetched[id(job)] = done.get("result")
         return done
 
     async def _update_progress_and_emit(self, job_id: Any, progress: Any) -> Any:
@@ -137,8 +191,13 @@ class BullWorker(Worker):  # type: ignore[misc]
         return done
 
     async def processJob(self, job: Any, token: str) -> Any:
-        """Run ``job``; return the next job if finishing it took one (see the module doc)."""
+        """Run ``job``; return the next job if finishing it took one (see the module doc).
+
+        A handler's ``RateLimited`` never reaches bullmq's failure path: the
+        processor is wrapped to move the job back to waiting (:mod:`.rate_limit`).
+        """
         self._fetched[id(job)] = None
+        use_handler_stack(job)
         try:
             await super().processJob(job, token)
         finally:
@@ -160,6 +219,7 @@ class BullWorker(Worker):  # type: ignore[misc]
     async def close(self, force: bool = False) -> None:
         if not self.closing:
             self._notify("closing", "closing queue")
+        self._interrupt_rate_limit_wait()
         try:
             if not force and not self.closing:
                 await self._finish_taken_jobs()
@@ -180,6 +240,7 @@ class BullWorker(Worker):  # type: ignore[misc]
         self.resume_event.set()
         if self.waiting:
             self.waiting.cancel()
+        self._interrupt_rate_limit_wait()
         if self._run_task is not None:
             await asyncio.wait([self._run_task])
         # The main loop has ended. What it left in ``processing`` it has not
