@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -16,6 +16,8 @@ from bullworker.core.errors import DependencyError
 from bullworker.core.hooks import JobHook
 from bullworker.core.jobs import BaseJob, JobRegistry, default_registry
 from bullworker.producer import WorkerService
+from bullworker.producer.results import Finished
+from bullworker.runtime.backoff import Backoffs, BackoffStrategy
 from bullworker.runtime.runner import Runner
 
 log = logging.getLogger("bullworker.app")
@@ -39,9 +41,12 @@ class App:
         registry: JobRegistry | None = None,
         hooks: Iterable[JobHook] = (),
         tracing: bool | None = None,
+        backoff_strategies: Mapping[str, BackoffStrategy] | None = None,
     ) -> None:
         self.config = config
         self.hooks: list[JobHook] = list(hooks)
+        #: Named backoff strategies jobs may use (``backoff: {"type": name}``).
+        self.backoffs = Backoffs(backoff_strategies)
         self.tracing = _enable_tracing(self.hooks, tracing)
         self.enable_worker = enable_worker
         self.registry = registry if registry is not None else default_registry
@@ -52,12 +57,33 @@ class App:
             self.container.register(type(config), instance=config)
         self.worker_service = WorkerService(config, self.registry)
         self.worker_service.propagate_trace = self.tracing
+        # A result waited for, once the recorder moved the job from Redis to _jobs.
+        self.worker_service.history = self._recorded_end
         self.container.register(WorkerService, instance=self.worker_service)
         self.container.register(App, instance=self)
         for provider in providers:
             self.provide(provider)
         self.runner: Runner | None = None
         self._registered_jobs: set[type[Any]] = set()
+
+    async def _recorded_end(self, queue: str, job_id: str) -> Finished | None:
+        """How the job ``queue:job_id`` ended, from its latest row in ``_jobs``."""
+        from bullworker.history.store import store_for
+
+        async with store_for(self.config) as store:
+            rows = await store.get(f"{queue}:{job_id}")
+        if not rows:
+            return None
+        row = max(rows, key=lambda r: (r.completed_at, r.attempt))
+        if row.status == "completed":
+            return Finished("completed", value=row.result)
+        result = row.result if isinstance(row.result, dict) else {}
+        stack = result.get("stack")
+        return Finished(
+            "cancelled" if row.status == "cancelled" else "failed",
+            reason=row.reason or "",
+            stack=[str(s) for s in stack] if isinstance(stack, list) else [],
+        )
 
     def provide(self, provider: Any, instance: Any = None) -> None:
         """Make a class (or an instance of it) resolvable by job constructors."""
@@ -118,6 +144,7 @@ class App:
             queues=queues,
             concurrency=concurrency,
             hooks=self.hooks,
+            backoffs=self.backoffs,
         )
 
     async def start(self, *, run_worker: bool | None = None) -> None:
@@ -212,11 +239,14 @@ def create_app(
     registry: JobRegistry | None = None,
     hooks: Iterable[JobHook] = (),
     tracing: bool | None = None,
+    backoff_strategies: Mapping[str, BackoffStrategy] | None = None,
 ) -> App:
     """Create an app. Without ``enable_worker`` it can queue jobs but never runs them.
 
     ``tracing``: OpenTelemetry trace propagation and a span per job run; ``None``
     (the default) turns it on when ``opentelemetry`` is importable.
+    ``backoff_strategies``: named retry delays, ``fn(attempt, error, job) ->
+    seconds | None``, for jobs whose ``backoff`` option names them (docs/jobs.md).
     """
     return App(
         config if config is not None else AppConfig(),
@@ -225,6 +255,7 @@ def create_app(
         registry=registry,
         hooks=hooks,
         tracing=tracing,
+        backoff_strategies=backoff_strategies,
     )
 
 

@@ -1,4 +1,4 @@
-"""Operations commands: ``stats``, ``jobs``, ``jobs show``, ``retry``, ``prune``, ``doctor``.
+"""Operations commands: ``stats``, ``jobs`` (``show``, ``cancel``), ``retry``, ``prune``, ``doctor``.
 
 They parse arguments, call `bullworker.ops` / `bullworker.doctor`, and print a
 plain table (or JSON with ``--json``). Importing this module registers them on
@@ -54,7 +54,11 @@ def _seconds(ms: int | None) -> str | None:
 
 @cli.command()
 def stats(app: AppOption = None, as_json: JsonOption = False) -> None:
-    """Jobs per queue in Redis, the recorder leader and the recording lag."""
+    """Jobs per queue in Redis, the recorder leader, the recording lag and the lost jobs.
+
+    COMPLETED and FAILED count the finished jobs in Redis (recorded ones stay for the keep
+    window), UNRECORDED those not in _jobs yet, LOST those that left Redis unrecorded.
+    """
     from bullworker.ops.inspect import queue_stats
 
     application = load(app)
@@ -62,13 +66,22 @@ def stats(app: AppOption = None, as_json: JsonOption = False) -> None:
     if as_json:
         echo_json([s.to_dict() for s in found])
         return
-    headers = ("QUEUE", "WAITING", "ACTIVE", "DELAYED", "FAILED", "COMPLETED", "LAG", "LEADER")
+    headers = ("QUEUE", "PAUSED", "WAITING", "ACTIVE", "DELAYED", "FAILED", "COMPLETED",
+               "UNRECORDED", "LAG", "LOST", "LEADER")  # fmt: skip
     rows = [
-        (s.queue, s.waiting, s.active, s.delayed, s.failed, s.completed, f"{s.lag:.1f}s",
+        (s.queue, "yes" if s.paused else "no", s.waiting, s.active, s.delayed, s.failed,
+         s.completed, s.unrecorded, f"{s.lag:.1f}s", s.lost.total if s.lost else 0,
          s.leader.describe() if s.leader else "none")
         for s in found
     ]  # fmt: skip
     typer.echo(format_table(headers, rows))
+    for lost in (s.lost for s in found if s.lost and s.lost.total):
+        typer.echo(
+            f"queue {lost.queue}: {lost.total} finished job(s) left Redis before they were "
+            f"recorded (last: job {lost.last_job}, {lost.last_status}); their producer sets "
+            "removeOnComplete/removeOnFail: leave it unset on recorded queues",
+            err=True,
+        )
 
 
 @jobs_cli.callback(invoke_without_command=True)
@@ -77,7 +90,9 @@ def jobs(
     app: AppOption = None,
     queue: QueueFilter = None,
     name: NameFilter = None,
-    status: Annotated[str | None, typer.Option("--status", help="completed or failed.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="completed, failed or cancelled.")
+    ] = None,
     since: SinceFilter = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows.")] = 50,
     as_json: JsonOption = False,
@@ -130,7 +145,11 @@ def jobs_show(
     app: AppOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """One job id: the job in Redis if it is there, then every recorded run."""
+    """One job id: the job in Redis if it is there, then every recorded run.
+
+    Each with its data, result or error, timings, progress and last log lines; then its
+    family in a flow: its parent and its children, each with its state.
+    """
     from bullworker.ops.inspect import app_store
     from bullworker.ops.live import show_job
 
@@ -148,6 +167,43 @@ def jobs_show(
         if number:
             typer.echo("")
         _print_detail(detail)
+    _print_family(details[0])
+
+
+@jobs_cli.command("cancel")
+def jobs_cancel(
+    job_id: Annotated[
+        str, typer.Argument(metavar="ID", help="<queue>:<jobId>, or <jobId> of BULL_QUEUE.")
+    ],
+    app: AppOption = None,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why; the job's reason is 'JobCancelled: <reason>'.")
+    ] = "cancelled by user",
+    wait: Annotated[
+        float,
+        typer.Option("--wait", min=0, help="Seconds to wait for a running job to stop; 0: don't."),
+    ] = 5.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel a job: remove it if it has not started, else stop it wherever it runs.
+
+    A waiting, prioritized or delayed job is recorded in _jobs as cancelled, then removed from
+    Redis. A running job gets a cancel request that reaches its runner in any process or host:
+    it fails with JobCancelled, without retries, and is recorded as cancelled. Exits with 1
+    when a running job has not stopped cancelled within --wait.
+    """
+    from bullworker.ops.cancel import cancel_job
+    from bullworker.ops.inspect import check_job_id
+
+    application = load(app)
+    queue, _, queue_id = check_job_id(job_id, application.config.bull_queue).partition(":")
+    outcome = run(cancel_job(application.config, queue, queue_id, reason, wait=wait))
+    if as_json:
+        echo_json(outcome.to_dict())
+    else:
+        typer.echo(outcome.describe())
+    if wait > 0 and not outcome.cancelled:
+        raise typer.Exit(1)
 
 
 def _print_detail(detail: dict[str, Any]) -> None:
@@ -168,6 +224,8 @@ def _print_detail(detail: dict[str, Any]) -> None:
         ("retry of", detail["retryOf"]),
         ("data", json.dumps(detail["data"], ensure_ascii=False)),
     ]
+    if detail["progress"] is not None:  # only for jobs that report progress
+        lines.append(("progress", json.dumps(detail["progress"], ensure_ascii=False)))
     if "error" in detail:
         finished = detail["status"] in STATUSES
         lines.append(("error" if finished else "last error", detail["error"]["reason"]))
@@ -181,6 +239,26 @@ def _print_detail(detail: dict[str, Any]) -> None:
         for entry in detail["error"]["stack"]:
             for line in str(entry).splitlines():
                 typer.echo(f"  {line}")
+    if detail["logs"]:
+        typer.echo("logs:")
+        for entry in detail["logs"]:
+            for line in str(entry).splitlines() or [""]:
+                typer.echo(f"  {line}")
+
+
+def _print_family(detail: dict[str, Any]) -> None:
+    """A flow's parent and children of ``jobs show`` (nothing for a job in no flow)."""
+    parent, children = detail.get("parent"), detail.get("children") or []
+    if parent is None and not children:
+        return
+    typer.echo("")
+    rows = [("parent", parent)] if parent else []
+    rows += [("child", child) for child in children]
+    table = [
+        (role, m["id"], m["name"], m["status"] or "gone", m["source"], m.get("dependency"))
+        for role, m in rows
+    ]
+    typer.echo(format_table(("FAMILY", "ID", "NAME", "STATUS", "SOURCE", "DEPENDENCY"), table))
 
 
 @cli.command()
@@ -250,7 +328,8 @@ def prune(
     ],
     app: AppOption = None,
     status: Annotated[
-        str | None, typer.Option("--status", help="Only completed or only failed rows.")
+        str | None,
+        typer.Option("--status", help="Only completed, only failed or only cancelled rows."),
     ] = None,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Rows deleted per statement.")

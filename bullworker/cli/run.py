@@ -13,6 +13,8 @@ import typer
 
 from bullworker.cli.app import AppOption, JsonOption, cli, echo_json, fail, format_table, load
 from bullworker.cli.completion import complete_job_names, complete_queue, complete_queue_list
+from bullworker.core.errors import EXIT_FAILED
+from bullworker.runtime.loop import run as run_on_loop
 
 if TYPE_CHECKING:
     from bullworker.ops.schedules import ScheduleInfo
@@ -129,8 +131,9 @@ def start(
             application, app, processes, child_args, metrics_port=metrics_port
         )
         raise typer.Exit(asyncio.run(supervise))
-    asyncio.run(
-        run_worker(application, queues=chosen, concurrency=concurrency, metrics_port=metrics_port)
+    run_on_loop(
+        run_worker(application, queues=chosen, concurrency=concurrency, metrics_port=metrics_port),
+        application.config.event_loop,
     )
     exit_if_jobs_are_stuck()
 
@@ -169,13 +172,28 @@ def queue(
     force: Annotated[
         bool, typer.Option(help="Queue a name this app does not register (for a Node consumer).")
     ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Wait for the job to end; print its result as JSON (exit 1 if it failed).",
+        ),
+    ] = False,
     timeout: Annotated[
         float | None,
-        typer.Option(min=0.1, help="Seconds to wait for Redis (default REDIS_TIMEOUT)."),
+        typer.Option(
+            min=0.1,
+            help="Seconds to wait for Redis (default REDIS_TIMEOUT); "
+            "with --wait, for the job to end (default: no limit).",
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Queue one job and print <queue>:<id>, which `jobs show` and `retry --id` take."""
+    """Queue one job and print <queue>:<id>, which `jobs show` and `retry --id` take.
+
+    With --wait, print the job's result instead once it has ended (its failed
+    reason goes to stderr, with exit status 1).
+    """
     from bullworker.core.errors import UnknownJobError
     from bullworker.ops.serve import queue_by_name
 
@@ -184,19 +202,41 @@ def queue(
     except json.JSONDecodeError as exc:
         fail(f"--data is not valid JSON: {exc}", 2)
     application = load(app)
-    if timeout is not None:
+    if timeout is not None and not wait:
         application.config.redis_timeout = timeout
     known = force or application.registry.find(name) is not None
     if queue_name and known and not application.config.is_test:
         _warn_unknown_queues(application, [queue_name], "queueing anyway")
     try:
         queued = asyncio.run(
-            queue_by_name(application, name, payload, queue=queue_name, force=force, delay=delay)
+            queue_by_name(
+                application,
+                name,
+                payload,
+                queue=queue_name,
+                force=force,
+                delay=delay,
+                wait=wait,
+                wait_timeout=timeout,
+            )
         )
     except UnknownJobError as exc:
         fail(f"{exc} (use --force to queue it for a consumer elsewhere)", exc.exit_code)
+    except TimeoutError as exc:
+        fail(str(exc), EXIT_FAILED)
     if application.config.is_test:
         typer.echo("APP_ENV=test: the job was not queued", err=True)
+    finished = queued.finished
+    if finished is not None:
+        if as_json:
+            echo_json(queued.to_dict())
+        elif finished.status == "completed":
+            typer.echo(json.dumps(finished.value))
+        if finished.status != "completed":
+            if not as_json:
+                typer.echo(f"{queued.ref} {finished.status}: {finished.reason}", err=True)
+            raise typer.Exit(EXIT_FAILED)
+        return
     if as_json:
         echo_json(queued.to_dict())
     else:

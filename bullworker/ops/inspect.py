@@ -20,7 +20,7 @@ from bullworker.core import keys
 from bullworker.core.durations import parse_duration
 from bullworker.core.errors import OpsError as OpsError
 from bullworker.core.status import STATUSES
-from bullworker.history.recorder import recording_lag
+from bullworker.history.backlog import LostJobs, read_lost, recording_backlog, reset_lost
 from bullworker.history.store import JobRecord, JobStore, store_for
 from bullworker.transport.connection import close_queue, open_queue
 from bullworker.transport.deadline import bounded
@@ -79,23 +79,38 @@ class QueueStats:
     active: int
     delayed: int
     failed: int
-    #: Completed jobs still in Redis: the recorder has not written them to ``_jobs`` yet.
+    #: Completed jobs in Redis: not recorded yet, or recorded and kept for the keep window.
     completed: int
     leader: LeaderInfo | None
-    #: Seconds since the oldest finished job still in Redis finished (0 when none waits).
+    #: Seconds since the oldest finished job not recorded yet finished (0 when none waits).
     lag: float
+    #: Paused with BullMQ's pause (``bullworker queues pause``): no worker starts its jobs.
+    paused: bool = False
+    #: Finished jobs in Redis (of ``completed`` and ``failed``) not recorded in ``_jobs`` yet.
+    unrecorded: int = 0
+    #: Finished jobs that left Redis before they were recorded: they have no ``_jobs`` row.
+    lost: LostJobs | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "queue": self.queue,
+            "paused": self.paused,
             "waiting": self.waiting,
             "active": self.active,
             "delayed": self.delayed,
             "failed": self.failed,
             "completed": self.completed,
+            "unrecorded": self.unrecorded,
+            "lost": _lost_dict(self.lost or LostJobs(self.queue)),
             "leader": None if self.leader is None else self.leader.to_dict(),
             "lag_seconds": round(self.lag, 3),
         }
+
+
+def _lost_dict(lost: LostJobs) -> dict[str, Any]:
+    found = lost.to_dict()
+    del found["queue"]
+    return found
 
 
 async def read_leader(client: aioredis.Redis, prefix: str, queue: str) -> LeaderInfo | None:
@@ -128,13 +143,17 @@ async def queue_stats(app: App) -> list[QueueStats]:
                         "waiting", "prioritized", "active", "delayed", "failed", "completed"
                     ),
                 )
+                paused = await bounded(config, f"read queue {name}", queue.isPaused())
             finally:
                 await close_queue(queue, config.redis_timeout)
             leader = await bounded(
                 config, "read the leader", read_leader(client, config.bull_prefix, name)
             )
-            lag = await bounded(
-                config, "read the lag", recording_lag(client, config.bull_prefix, name)
+            backlog = await bounded(
+                config, "read the lag", recording_backlog(client, config.bull_prefix, name)
+            )
+            lost = await bounded(
+                config, "read the lost jobs", read_lost(client, config.bull_prefix, name)
             )
             found.append(
                 QueueStats(
@@ -145,12 +164,38 @@ async def queue_stats(app: App) -> list[QueueStats]:
                     failed=counts["failed"],
                     completed=counts["completed"],
                     leader=leader,
-                    lag=lag,
+                    lag=backlog.lag,
+                    paused=bool(paused),
+                    unrecorded=backlog.total,
+                    lost=lost,
                 )
             )
     finally:
         await client.aclose()
     return found
+
+
+async def lost_jobs(app: App) -> list[LostJobs]:
+    """Per queue of the app, the finished jobs that left Redis before they were recorded
+    (another producer's ``removeOnComplete``/``removeOnFail``), as the recorders counted them."""
+    config = app.config
+    client = await reachable_client(config.redis_settings("bull"))
+    try:
+        read = [read_lost(client, config.bull_prefix, name) for name in app_queues(app)]
+        return [await bounded(config, "read the lost jobs", found) for found in read]
+    finally:
+        await client.aclose()
+
+
+async def reset_lost_jobs(app: App, queue: str) -> bool:
+    """Forget the lost-jobs count of ``queue`` (once its producer is fixed); True if it had one."""
+    config = app.config
+    client = await reachable_client(config.redis_settings("bull"))
+    try:
+        reset = reset_lost(client, config.bull_prefix, queue)
+        return await bounded(config, "reset the lost jobs", reset)
+    finally:
+        await client.aclose()
 
 
 # --------------------------------------------------------------------------- _jobs
@@ -172,7 +217,7 @@ async def app_store(config: AppConfig) -> AsyncIterator[JobStore]:
 
 def _check_status(status: str | None) -> None:
     if status is not None and status not in STATUSES:
-        raise OpsError(f"status must be completed or failed, got {status!r}")
+        raise OpsError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
 
 
 def check_job_id(job_id: str, default_queue: str | None = None) -> str:
@@ -202,12 +247,17 @@ async def unknown_queues(app: App, names: list[str]) -> list[str]:
     unknown = []
     try:
         for name in candidates:
-            keys_of = [keys.queue_key(config.bull_prefix, name, s) for s in _QUEUE_KEYS]
-            if not await bounded(config, f"look for queue {name}", client.exists(*keys_of)):
+            if not await queue_in_redis(client, config, name):
                 unknown.append(name)
     finally:
         await client.aclose()
     return unknown
+
+
+async def queue_in_redis(client: aioredis.Redis, config: AppConfig, name: str) -> bool:
+    """Whether the queue ``name`` has keys in Redis (has ever been used)."""
+    keys_of = [keys.queue_key(config.bull_prefix, name, s) for s in _QUEUE_KEYS]
+    return bool(await bounded(config, f"look for queue {name}", client.exists(*keys_of)))
 
 
 async def list_jobs(
@@ -227,7 +277,7 @@ async def list_jobs(
 
 
 def failure_reason(record: JobRecord) -> str | None:
-    """``"<ExceptionClass>: <message>"`` of a failed row, None otherwise."""
+    """``"<ExceptionClass>: <message>"`` of a failed or cancelled row, None otherwise."""
     return record.reason
 
 
@@ -256,7 +306,7 @@ def job_detail(record: JobRecord) -> dict[str, Any]:
         "attempt": record.attempt,
         "data": record.data,
     }
-    if record.status == "failed":
+    if record.status != "completed":  # failed or cancelled
         result = record.result if isinstance(record.result, dict) else {}
         detail["error"] = {"reason": failure_reason(record), "stack": result.get("stack") or []}
     else:
@@ -275,6 +325,9 @@ def job_detail(record: JobRecord) -> dict[str, Any]:
     }
     detail["traceId"] = record.trace_id
     detail["retryOf"] = record.retry_of
+    detail["parent"] = None if record.parent is None else {"id": record.parent}
+    detail["progress"] = record.progress
+    detail["logs"] = record.logs or []
     detail["source"] = "_jobs"
     return detail
 

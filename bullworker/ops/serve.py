@@ -16,6 +16,7 @@ from typing import Any
 from bullworker.app import App
 from bullworker.core.errors import AppLoadError as AppLoadError
 from bullworker.core.errors import BullworkerError, ConfigError
+from bullworker.producer.results import Finished
 from bullworker.transport.probe import check_reachable
 
 log = logging.getLogger("bullworker.serve")
@@ -179,13 +180,23 @@ class Queued:
     queue: str
     id: str
     name: str
+    #: How it ended, when the caller waited for it.
+    finished: Finished | None = None
 
     @property
     def ref(self) -> str:
         return f"{self.queue}:{self.id}"
 
-    def to_dict(self) -> dict[str, str]:
-        return {"queue": self.queue, "id": self.id, "name": self.name, "ref": self.ref}
+    def to_dict(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"queue": self.queue, "id": self.id, "name": self.name}
+        found["ref"] = self.ref
+        if self.finished is not None:
+            found["status"] = self.finished.status
+            if self.finished.status == "completed":
+                found["result"] = self.finished.value
+            else:
+                found["reason"] = self.finished.reason
+        return found
 
 
 async def queue_by_name(
@@ -196,8 +207,13 @@ async def queue_by_name(
     queue: str | None = None,
     force: bool = False,
     delay: int | None = None,
+    wait: bool = False,
+    wait_timeout: float | None = None,
 ) -> Queued:
-    """Queue one job by name and close the producer's connections."""
+    """Queue one job by name (``wait``: and wait for its end); close the producer's connections.
+
+    Waiting longer than ``wait_timeout`` seconds raises ``TimeoutError``.
+    """
     config = app.config
     definition = app.registry.find(name)
     if definition is None and not force:
@@ -206,12 +222,13 @@ async def queue_by_name(
     try:
         if not config.is_test:  # APP_ENV=test queues nothing
             await check_reachable(config.redis_settings("bull"))
-        job_id = await app.worker_service.queue_job_by_name(
+        handle = await app.worker_service.queue_job_by_name(
             name, data, queue=queue, force=force, delay=delay
         )
+        finished = await handle.finished(wait_timeout) if wait else None
     finally:
         await app.worker_service.close()
-    return Queued(queue=target, id=job_id, name=name)
+    return Queued(queue=target, id=handle.id, name=name, finished=finished)
 
 
 def exit_if_jobs_are_stuck() -> None:

@@ -1,27 +1,40 @@
-"""The producer side: ``WorkerService.queue_job`` and friends."""
+"""``WorkerService``: ``queue_job`` and friends, and waiting for results."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from redis.exceptions import RedisError
 
 from bullworker.config.settings import AppConfig
-from bullworker.core.errors import PayloadError, QueueUnavailable
+from bullworker.core.errors import PayloadError, QueueUnavailable, ResultUnavailable
 from bullworker.core.jobs import BaseJob, JobDefinition, JobRegistry, check_json
 from bullworker.core.options import check_options as check_options
 from bullworker.core.trace import inject_trace_context
-from bullworker.transport.connection import close_queue, open_queue
+from bullworker.producer.results import Finished, HistoryLookup, JobHandle, QueueResults, result_of
+from bullworker.transport.bullmq_compat.node_versions import PausedLayout
+from bullworker.transport.connection import (
+    close_flow_producer,
+    close_queue,
+    open_flow_producer,
+    open_queue,
+    redis_client,
+)
 from bullworker.transport.deadline import no_answer
+
+if TYPE_CHECKING:
+    from bullworker.producer.flows import FlowHandle, FlowJob
 
 log = logging.getLogger("bullworker.queueing")
 
 T = TypeVar("T")
+Out = TypeVar("Out")
 #: Measures payloads for MAX_PAYLOAD_BYTES; one encoder, not one per json.dumps call.
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
@@ -54,6 +67,14 @@ class WorkerService:
         self._expired: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self._sweep_loop: asyncio.AbstractEventLoop | None = None
+        #: Where a finished job's end is read once it left Redis (the app sets it: ``_jobs``).
+        self.history: HistoryLookup | None = None
+        self._results: dict[str, QueueResults] = {}
+        self._results_client: Any = None
+        #: The FlowProducer of ``queue_flow``, opened on first use.
+        self._flows: Any = None
+        #: Adds so that a Node BullMQ 5.x that keeps a queue paused keeps them on resume.
+        self._layout = PausedLayout()
 
     def queue_for(self, job: type[BaseJob[Any, Any]] | str) -> str:
         """The queue a job class (or registered name) goes to."""
@@ -134,20 +155,88 @@ class WorkerService:
             checked = self._checked_defaults[definition.cls] = check_options(dict(defaults))
         return dict(checked)
 
+    @overload
+    async def queue_job(
+        self,
+        job: type[BaseJob[Any, Out]],
+        data: Any = None,
+        *,
+        delay: int | None = None,
+        wait: Literal[False] = False,
+        timeout: float | None = None,
+        **opts: Any,
+    ) -> JobHandle[Out]: ...
+
+    @overload
+    async def queue_job(
+        self,
+        job: type[BaseJob[Any, Out]],
+        data: Any = None,
+        *,
+        delay: int | None = None,
+        wait: Literal[True],
+        timeout: float | None = None,
+        **opts: Any,
+    ) -> Out: ...
+
     async def queue_job(
         self,
         job: type[BaseJob[Any, Any]],
         data: Any = None,
         *,
         delay: int | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
         **opts: Any,
-    ) -> str:
-        """Queue one job and return its id.
+    ) -> Any:
+        """Queue one job; return its id as a :class:`JobHandle` (a ``str``), or its result.
 
         ``opts`` are BullMQ job options in their own camelCase form
         (``priority``, ``attempts``, ``backoff``, ``jobId``, ``deduplication``...).
+        With ``wait=True`` it waits up to ``timeout`` seconds (None: no limit)
+        for the job's result, typed as the class's ``Out``; a failed job raises
+        :class:`JobFailedError`, a late one ``TimeoutError``.
         """
-        return await self._add(self._definition(job), data, {"delay": delay, **opts})
+        definition = self._definition(job)
+        job_id = await self._add(definition, data, {"delay": delay, **opts})
+        handle: JobHandle[Any] = self._handle(
+            job_id, definition.queue(self.config.bull_queue), definition
+        )
+        return await handle.result(timeout) if wait else handle
+
+    def _handle(self, job_id: str, queue: str, definition: JobDefinition | None) -> JobHandle[Any]:
+        return JobHandle(job_id, queue=queue, waiter=self.wait_for, definition=definition)
+
+    async def wait_for(self, queue: str, job_id: str, timeout: float | None = None) -> Finished:
+        """Wait until the job ``queue:job_id`` ends and say how (``TimeoutError`` after ``timeout``).
+
+        Whoever runs it; answered from ``_jobs`` once the recorder removed it from Redis.
+        """
+        if self.config.is_test:
+            raise ResultUnavailable(
+                f"APP_ENV=test: job {queue}:{job_id} was kept, not queued, so it never runs"
+            )
+        results = self._results.get(queue)
+        if results is None:
+            if self._results_client is None:
+                self._results_client = redis_client(self._redis)
+            results = self._results[queue] = QueueResults(
+                self._results_client, self.config.bull_prefix, queue
+            )
+        try:
+            return await results.wait(job_id, timeout, self.history)
+        except TimeoutError:  # the wait's own (an OSError too): the job did not end in time
+            raise
+        except (OSError, RedisError) as exc:
+            raise QueueUnavailable(
+                f"could not wait for job {queue}:{job_id}: Redis at {self._redis.describe()}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+
+    async def result_of(self, queue: str, job_id: str, timeout: float | None = None) -> Any:
+        """The result of the job ``queue:job_id`` (typed if its name is registered here)."""
+        finished = await self.wait_for(queue, job_id, timeout)
+        return result_of(finished, queue, job_id, None)
 
     async def queue_job_by_name(
         self,
@@ -157,7 +246,7 @@ class WorkerService:
         queue: str | None = None,
         force: bool = False,
         **opts: Any,
-    ) -> str:
+    ) -> JobHandle[Any]:
         """Queue a job by its registered name; ``force`` allows unregistered names."""
         if queue is not None and (not queue or ":" in queue):
             raise PayloadError(f"queue {queue!r} must be a non-empty name without ':'")
@@ -166,12 +255,15 @@ class WorkerService:
             definition = self.registry.get(name)  # raises UnknownJobError
         if definition is None:
             check_json(data if data is not None else {}, what=f"{name} payload")
-            return await self._add_raw(name, queue or self.config.bull_queue, data, opts)
-        return await self._add(definition, data, opts, queue=queue)
+            target = queue or self.config.bull_queue
+            return self._handle(await self._add_raw(name, target, data, opts), target, None)
+        target = queue or definition.queue(self.config.bull_queue)
+        job_id = await self._add(definition, data, opts, queue=target)
+        return self._handle(job_id, target, definition)
 
     async def queue_jobs(
-        self, job: type[BaseJob[Any, Any]], items: Sequence[Any], **opts: Any
-    ) -> list[str]:
+        self, job: type[BaseJob[Any, Out]], items: Sequence[Any], **opts: Any
+    ) -> list[JobHandle[Out]]:
         """Queue many jobs of one class in one round trip; returns their ids in order."""
         definition = self._definition(job)
         options = self._prepare(definition, opts)
@@ -179,15 +271,20 @@ class WorkerService:
         for payload in payloads:
             self._check_size(definition.name, payload)
         queue_name = definition.queue(self.config.bull_queue)
+        self._refuse_removal(definition.name, queue_name, options)
         if self.propagate_trace:
             options = inject_trace_context(options)
         if self.config.is_test:
-            return [self._keep(definition.name, queue_name, p, options) for p in payloads]
-        if not payloads:
+            ids = [self._keep(definition.name, queue_name, p, options) for p in payloads]
+        elif not payloads:
             return []
-        entries = [{"name": definition.name, "data": p, "opts": dict(options)} for p in payloads]
-        jobs = await self._call("queue jobs", self._queue(queue_name).addBulk(entries))
-        return [str(j.id) for j in jobs]
+        else:
+            entries = [
+                {"name": definition.name, "data": p, "opts": dict(options)} for p in payloads
+            ]
+            queue = self._queue(queue_name)
+            ids = await self._call("queue jobs", self._layout.add_bulk(queue, entries))
+        return [self._handle(job_id, queue_name, definition) for job_id in ids]
 
     async def _add(
         self,
@@ -205,13 +302,31 @@ class WorkerService:
     async def _add_raw(self, name: str, queue: str, payload: Any, options: dict[str, Any]) -> str:
         payload = {} if payload is None else payload
         self._check_size(name, payload)
+        self._refuse_removal(name, queue, options)
         if self.propagate_trace:
             options = inject_trace_context(options)
         if self.config.is_test:
             return self._keep(name, queue, payload, options)
-        job = await self._call(f"queue {name}", self._queue(queue).add(name, payload, options))
-        log.debug("queued %s id=%s queue=%s", name, job.id, queue)
-        return str(job.id)
+        added = self._layout.add(self._queue(queue), name, payload, options)
+        job_id = await self._call(f"queue {name}", added)
+        log.debug("queued %s id=%s queue=%s", name, job_id, queue)
+        return job_id
+
+    async def queue_flow(self, flow: FlowJob[Out]) -> FlowHandle[Out]:
+        """Queue a flow: its root job runs once its children are done (see :class:`FlowJob`).
+
+        Every job is checked as ``queue_job`` checks it, then the whole tree is
+        added in one transaction. Returns the root's :class:`FlowHandle`, whose
+        ``children`` are the handles of its children, in the order given.
+        """
+        from bullworker.producer.flows import queue_flow
+
+        return await queue_flow(self, flow)
+
+    def _flow_producer(self) -> Any:
+        if self._flows is None:
+            self._flows = open_flow_producer(self.config)
+        return self._flows
 
     async def job_state(self, queue: str, job_id: str) -> str | None:
         """The state of a job in Redis (``waiting``, ``active``, ``completed``...), None if absent."""
@@ -219,6 +334,25 @@ class WorkerService:
             return None
         state = await self._call(f"look up job {job_id}", self._queue(queue).getJobState(job_id))
         return None if state == "unknown" else str(state)
+
+    def _refuse_removal(self, name: str, queue: str, options: dict[str, Any]) -> None:
+        """PayloadError for ``removeOnComplete``/``removeOnFail`` on a queue the app records:
+        BullMQ would remove the job when it finishes, before the recorder writes its row."""
+        given = [
+            o for o in ("removeOnComplete", "removeOnFail") if options.get(o) not in (None, False)
+        ]
+        if not given or not self.config.record_jobs:
+            return
+        config = self.config
+        recorded = {*self.registry.queues(config.bull_queue), *(config.consumed_queues or [])}
+        if queue not in recorded | set(config.record_only_queues):
+            return
+        raise PayloadError(
+            f"{name}: {' and '.join(given)} would remove the job from Redis when it finishes, "
+            f"before it is recorded in _jobs (queue {queue} is recorded: RECORD_JOBS is on). "
+            "Leave it out: the recorder removes finished jobs itself once they are recorded, "
+            "after the keep window (KEEP_COMPLETED, KEEP_FAILED, KEEP_AGE, QUEUE_KEEP)"
+        )
 
     def _check_size(self, name: str, payload: Any) -> None:
         limit = self.config.max_payload_bytes
@@ -240,6 +374,19 @@ class WorkerService:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        results, self._results = list(self._results.values()), {}
+        for waiting in results:
+            await waiting.stop()
+        client, self._results_client = self._results_client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        flows, self._flows = self._flows, None
+        if flows is not None:
+            try:
+                await close_flow_producer(flows, self.config.redis_timeout)
+            except Exception as exc:  # closing must never raise
+                log.debug("closing the flow producer: %s", exc)
         queues, self._queues = list(self._queues.values()), {}
         for queue in queues:
             try:

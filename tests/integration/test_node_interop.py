@@ -1,9 +1,10 @@
-"""Wire compatibility with Node BullMQ 6.7.0 (the scripts and lockfile are in tests/node).
+"""Wire compatibility with Node BullMQ (the scripts and lockfile are in tests/node).
 
 Node produces for the bullworker runner and consumes what bullworker queues
 (from Python and from the CLI); results, failures and retries are read on the
-other side. Setup: ``npm ci --prefix tests/node``. Without it these tests fail
-(they never skip).
+other side. The main ones run against the oldest and the newest Node BullMQ
+that share queues safely (`NODE_RANGE`), the others against the newest. Setup:
+``npm ci --prefix tests/node``. Without it these tests fail (they never skip).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from bullworker import AppConfig, Runner, create_app
+from bullworker import AppConfig, Runner, create_app, open_store
 from tests import helpers
 from tests.integration import interop_app
 from tests.integration.interop_app import EchoJob, echo_result, reg
@@ -32,6 +33,14 @@ ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "tests" / "node"
 APP_SPEC = "tests.integration.interop_app:app"
 QUEUE = "interop"
+
+#: The Node BullMQ packages of tests/node/package.json (npm aliases; see tests/node/bullmq.mjs):
+#: the newest tested (6.7.0), the newest 5.x (5.81.5) and the oldest supported (5.20.0).
+NEWEST = "bullmq"
+NEWEST_5 = "bullmq5"
+OLDEST = "bullmq5-oldest"
+#: A test over the oldest and the newest Node BullMQ that share queues safely.
+NODE_RANGE = pytest.mark.parametrize("node_package", [OLDEST, NEWEST])
 
 #: Everything JSON can carry that Node and Python must agree on. No whole
 #: floats (Node writes 1.0 as 1) and no integers beyond 2^53.
@@ -117,18 +126,22 @@ def last_line(output: bytes) -> str:
 class NodeScripts:
     """Runs the scripts of tests/node against this test's prefix and queue."""
 
-    def __init__(self, prefix: str, redis_url: str) -> None:
+    def __init__(self, prefix: str, redis_url: str, package: str = NEWEST) -> None:
         node = shutil.which("node")
         if node is None:
             pytest.fail("node is not on PATH: the Node interop tests need Node.js 20+")
-        if not (NODE_DIR / "node_modules" / "bullmq" / "package.json").is_file():
+        manifest = NODE_DIR / "node_modules" / package / "package.json"
+        if not manifest.is_file():
             pytest.fail(
-                f"{NODE_DIR / 'node_modules'} is missing: run `npm ci --prefix tests/node` "
+                f"{manifest} is missing: run `npm ci --prefix tests/node` "
                 "before the Node interop tests",
                 pytrace=False,
             )
         self.node = node
-        self.env = helpers.node_env(prefix, QUEUE, redis_url)
+        #: The Node BullMQ the scripts run (an npm alias of tests/node) and its version.
+        self.package = package
+        self.version: str = json.loads(manifest.read_text())["version"]
+        self.env = {**helpers.node_env(prefix, QUEUE, redis_url), "BULLMQ_PACKAGE": package}
 
     async def run(self, script: str, spec: dict[str, Any], timeout: float = 15.0) -> Any:
         """Run one script; return the JSON line it printed (fail on a non-zero exit)."""
@@ -165,6 +178,8 @@ class NodeScripts:
         spec = {"jobs": list(jobs), "wait": wait, "waitMs": wait_ms, "deadlineMs": wait_ms + 4000}
         result = await self.run("produce.mjs", spec, timeout=wait_ms / 1000 + 8)
         assert len(result["jobs"]) == len(jobs), result
+        for job in result["jobs"]:  # the progress events QueueEvents saw meanwhile
+            job["_events"] = result.get("progressEvents", [])
         return result["jobs"]  # type: ignore[no-any-return]
 
     async def consume(self, count: int = 1, deadline_ms: int = 10_000) -> list[dict[str, Any]]:
@@ -173,6 +188,13 @@ class NodeScripts:
         result = await self.run("consume.mjs", spec, timeout=deadline_ms / 1000 + 5)
         assert result["failed"] == [], result
         return result["jobs"]  # type: ignore[no-any-return]
+
+    async def control(self, action: str, *jobs: dict[str, Any]) -> dict[str, Any]:
+        """``pause``, ``resume`` or ``add`` (``jobs``) with a Node Queue; returns
+        ``{"version", "meta", "paused", "ids"}`` (tests/node/queue_control.mjs)."""
+        result = await self.run("queue_control.mjs", {"action": action, "jobs": list(jobs)})
+        assert result["version"] == self.version, result
+        return result  # type: ignore[no-any-return]
 
 
 @contextlib.asynccontextmanager
@@ -202,8 +224,11 @@ def _clear_records() -> None:
     interop_app.FAILING_CALLS.clear()
 
 
-async def test_node_job_runs_in_python_with_data_intact(prefix: str, redis_url: str) -> None:
-    node = NodeScripts(prefix, redis_url)
+@NODE_RANGE
+async def test_node_job_runs_in_python_with_data_intact(
+    prefix: str, redis_url: str, node_package: str
+) -> None:
+    node = NodeScripts(prefix, redis_url, node_package)
     async with python_runner(prefix, redis_url):
         [job] = await node.produce({"name": "EchoJob", "data": PAYLOAD})
 
@@ -219,8 +244,11 @@ async def test_node_job_runs_in_python_with_data_intact(prefix: str, redis_url: 
     assert job["attemptsMade"] == 1
 
 
-async def test_python_queue_job_consumed_by_node(prefix: str, redis_url: str) -> None:
-    node = NodeScripts(prefix, redis_url)
+@NODE_RANGE
+async def test_python_queue_job_consumed_by_node(
+    prefix: str, redis_url: str, node_package: str
+) -> None:
+    node = NodeScripts(prefix, redis_url, node_package)
     app = create_app(config=config_for(prefix, redis_url), registry=reg)
     try:
         job_id = await app.worker_service.queue_job(EchoJob, PAYLOAD)
@@ -272,8 +300,9 @@ async def test_cli_queue_consumed_by_node(prefix: str, redis_url: str) -> None:
     assert same_json(seen["data"], PAYLOAD), seen["data"]
 
 
-async def test_python_failure_seen_by_node(prefix: str, redis_url: str) -> None:
-    node = NodeScripts(prefix, redis_url)
+@NODE_RANGE
+async def test_python_failure_seen_by_node(prefix: str, redis_url: str, node_package: str) -> None:
+    node = NodeScripts(prefix, redis_url, node_package)
     async with python_runner(prefix, redis_url):
         [job] = await node.produce(
             {
@@ -291,8 +320,11 @@ async def test_python_failure_seen_by_node(prefix: str, redis_url: str) -> None:
     assert len(interop_app.FAILING_CALLS) == 2
 
 
-async def test_unknown_job_name_fails_without_retry(prefix: str, redis_url: str) -> None:
-    node = NodeScripts(prefix, redis_url)
+@NODE_RANGE
+async def test_unknown_job_name_fails_without_retry(
+    prefix: str, redis_url: str, node_package: str
+) -> None:
+    node = NodeScripts(prefix, redis_url, node_package)
     async with python_runner(prefix, redis_url) as runner:
         [unknown] = await node.produce(
             {
@@ -360,8 +392,8 @@ async def test_bullworker_start_runs_node_job_and_stops_on_sigterm(
     node = NodeScripts(prefix, redis_url)
     log_path = tmp_path / "bullworker-start.log"
     # The default config: finished jobs are recorded (in a SQLite file of this
-    # test) and then removed from Redis; Node's waitUntilFinished must still
-    # get the result.
+    # test) and kept in Redis for the keep window: Node's waitUntilFinished gets
+    # the result, and getJob / getJobState still find the job right after.
     env = subprocess_env(prefix, redis_url, SQLITE_PATH=str(tmp_path / "jobs.sqlite3"))
     with log_path.open("wb") as log_file:
         proc = await asyncio.create_subprocess_exec(
@@ -388,6 +420,8 @@ async def test_bullworker_start_runs_node_job_and_stops_on_sigterm(
         assert proc.returncode is None, f"bullworker start exited early:\n{log}"
         assert job["outcome"]["resolved"] is True, f"{job}\n{log}"
         assert same_json(job["outcome"]["value"], echo_result(PAYLOAD, pid=proc.pid)), job
+        assert job["state"] == "completed", job
+        assert same_json(job["returnvalue"], job["outcome"]["value"]), job
 
         proc.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
@@ -400,6 +434,9 @@ async def test_bullworker_start_runs_node_job_and_stops_on_sigterm(
         assert code == 0, f"exit status {code}:\n{log}"
         assert elapsed < 5, f"took {elapsed:.1f} s to stop:\n{log}"
         assert "Traceback" not in log, log
+        async with open_store(None, sqlite_path=str(tmp_path / "jobs.sqlite3")) as store:
+            [row] = await store.get(f"{QUEUE}:{job['id']}")  # recorded before the exit
+        assert same_json(row.result, job["returnvalue"]), row.result
     finally:
         produced.cancel()
         await reap(proc)

@@ -4,6 +4,9 @@
 // plus one optional JSON argument (the "spec"), prints exactly one JSON line
 // on stdout and exits by itself: a hard deadline (spec.deadlineMs) prints
 // {"error": "timeout", ...} and exits with status 3 if the work hangs.
+// BULLMQ_PACKAGE chooses the Node BullMQ they run (see bullmq.mjs).
+
+export { bullmq, bullmqPackage, bullmqVersion } from './bullmq.mjs';
 
 export function config() {
   const prefix = process.env.PREFIX;

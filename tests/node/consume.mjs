@@ -4,9 +4,9 @@
 // Each job is recorded as {id, name, data, attemptsMade, returned} and the
 // processor returns {"by": "node", "id", "name", "echo": data}.
 // Prints {"jobs": [...], "failed": [...]} once `count` jobs have completed.
-import { Worker } from 'bullmq';
+import { bullOptions, bullmq, config, deadline, finish, readSpec } from './common.mjs';
 
-import { bullOptions, config, deadline, finish, readSpec } from './common.mjs';
+const { Worker } = bullmq;
 
 const cfg = config();
 const spec = readSpec();

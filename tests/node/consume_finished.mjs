@@ -6,9 +6,9 @@
 // Prints {"completed": [{id, name, returned}], "failed": [{id, name, attemptsMade,
 // error}], "runs": N} once `count` jobs are completed or failed with no retry left;
 // "runs" counts every attempt this worker made.
-import { Worker } from 'bullmq';
+import { bullOptions, bullmq, config, deadline, finish, readSpec } from './common.mjs';
 
-import { bullOptions, config, deadline, finish, readSpec } from './common.mjs';
+const { Worker } = bullmq;
 
 const cfg = config();
 const spec = readSpec();

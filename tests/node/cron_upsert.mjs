@@ -3,9 +3,9 @@
 // Spec: {"schedulers": [{"id", "pattern", "tz", "name", "data"}], "deadlineMs": 10000}
 // Calls queue.upsertJobScheduler(id, {pattern, tz}, {name, data}) for each and
 // prints {"schedulers": [queue.getJobScheduler(id), ...]} (each has `next`).
-import { Queue } from 'bullmq';
+import { bullOptions, bullmq, config, deadline, finish, readSpec } from './common.mjs';
 
-import { bullOptions, config, deadline, finish, readSpec } from './common.mjs';
+const { Queue } = bullmq;
 
 const cfg = config();
 const spec = readSpec();

@@ -3,9 +3,9 @@
 // Spec: {"durationMs": 6000, "deadlineMs": 15000}
 // Prints {"jobs": [{id, name, data, repeatJobKey, processedOn, seenAt}], "failed": [...]}.
 // Used by tests/integration/test_cron_node.py to let Node advance a job scheduler.
-import { Worker } from 'bullmq';
+import { bullOptions, bullmq, config, deadline, finish, readSpec } from './common.mjs';
 
-import { bullOptions, config, deadline, finish, readSpec } from './common.mjs';
+const { Worker } = bullmq;
 
 const cfg = config();
 const spec = readSpec();

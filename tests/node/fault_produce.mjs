@@ -2,7 +2,9 @@
 //
 // Environment: REDIS_URL, PREFIX, QUEUE. Argument: JSON [{"name", "data", "opts"}].
 // Prints {"ids": [...]} on stdout and exits; exits 3 if Redis does not answer in 10 s.
-import { Queue } from 'bullmq';
+import { bullmq } from './bullmq.mjs';
+
+const { Queue } = bullmq;
 
 const timer = setTimeout(() => {
   process.stderr.write('fault_produce: no answer from Redis within 10 s\n');

@@ -7,9 +7,10 @@
 // active is the trace/span id current inside the processor, spans every
 // finished span (see otel.mjs).
 import { trace } from '@opentelemetry/api';
-import { Worker } from 'bullmq';
 
-import { bullOptions, config, deadline, finish, readSpec } from './common.mjs';
+import { bullOptions, bullmq, config, deadline, finish, readSpec } from './common.mjs';
+
+const { Worker } = bullmq;
 import { finishedSpans, shutdown, telemetry } from './otel.mjs';
 
 const cfg = config();

@@ -5,10 +5,11 @@
 // Prints {"request": {traceId, spanId}, "jobs": [{id, opts, rawOpts}], "spans": [...]}:
 // opts as Node reads them back, rawOpts the job hash's "opts" field as stored in
 // Redis, spans every finished span (see otel.mjs), the "request" span included.
-import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 
-import { bullOptions, config, deadline, finish, readSpec } from './common.mjs';
+import { bullOptions, bullmq, config, deadline, finish, readSpec } from './common.mjs';
+
+const { Queue } = bullmq;
 import { finishedSpans, shutdown, telemetry, tracer } from './otel.mjs';
 
 const cfg = config();

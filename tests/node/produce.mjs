@@ -3,20 +3,23 @@
 // Spec: {"jobs": [{"name", "data", "opts"}], "wait": true, "waitMs": 8000,
 //        "deadlineMs": 12000}
 // Prints {"jobs": [{id, name, data, opts, state, returnvalue, failedReason,
-//         attemptsMade, stacktrace, outcome}]}, where outcome is
+//         attemptsMade, stacktrace, progress, logs, processedBy, outcome}],
+//         "progressEvents": [{jobId, data}]}, where outcome is
 // {"resolved": true, "value": ...} or {"resolved": false, "error": "..."} from
 // job.waitUntilFinished (absent without "wait").
-import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 
-import { bullOptions, config, deadline, finish, readSpec } from './common.mjs';
+import { bullOptions, bullmq, config, deadline, finish, readSpec } from './common.mjs';
+
+const { Queue, QueueEvents } = bullmq;
 
 const cfg = config();
 const spec = readSpec();
 const jobs = spec.jobs || [];
 const waitMs = spec.waitMs ?? 8000;
 const results = [];
-deadline(spec.deadlineMs ?? 12000, () => ({ jobs: results }));
+const progressEvents = [];
+deadline(spec.deadlineMs ?? 12000, () => ({ jobs: results, progressEvents }));
 
 async function lastEventId(stream) {
   const redis = new Redis(cfg.redisUrl);
@@ -39,6 +42,7 @@ try {
       cfg.queue,
       bullOptions(cfg, { lastEventId: await lastEventId(queue.keys.events) }),
     );
+    events.on('progress', ({ jobId, data }) => progressEvents.push({ jobId, data }));
     await events.waitUntilReady();
   }
   const added = [];
@@ -69,6 +73,9 @@ try {
       failedReason: stored ? stored.failedReason ?? null : null,
       attemptsMade: stored ? stored.attemptsMade : null,
       stacktrace: stored ? stored.stacktrace : null,
+      progress: stored ? stored.progress ?? null : null,
+      logs: (await queue.getJobLogs(job.id)).logs,
+      processedBy: stored ? stored.processedBy ?? null : null,
       outcome: outcomes[index],
     });
   }
@@ -78,4 +85,4 @@ try {
   }
   await queue.close();
 }
-finish({ jobs: results });
+finish({ jobs: results, progressEvents });

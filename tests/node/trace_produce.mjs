@@ -3,7 +3,9 @@
 //
 // Environment: REDIS_URL (default redis://127.0.0.1:6379/0), PREFIX, QUEUE.
 // Argument: JSON {"name", "data", "opts"}. Prints {"id", "opts"} as one line.
-import { Queue } from 'bullmq';
+import { bullmq } from './bullmq.mjs';
+
+const { Queue } = bullmq;
 
 const spec = JSON.parse(process.argv[2] || '{}');
 const url = new URL(process.env.REDIS_URL || 'redis://127.0.0.1:6379/0');
