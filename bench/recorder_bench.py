@@ -8,7 +8,9 @@ afterwards ``_jobs`` gives the lag from ``completedAt`` (BullMQ's
 
 On its own: ``plan.backlog`` jobs are finished by two raw bullmq workers (no
 recording), then ``Recorder.record_batch()`` runs in this process, batch after
-batch with the default batch size, until both finished sets are empty.
+batch with the default batch size and no keep window (each job removed as soon
+as it is recorded), until both finished sets are empty. ``keep_window``
+(bench/keep_window.py) measures what the default keep window costs.
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ async def end_to_end(plan: Plan, log: Any) -> dict[str, Any]:
             RECORD_JOBS="true",
             DATABASE_URL=DATABASE_URL,
             DATABASE_SCHEMA=schema,
+            # No keep window, so that the finished set holds only what waits to be recorded
+            # (bench/keep_window.py measures the window).
+            KEEP_COMPLETED="0",
+            KEEP_FAILED="0",
         )
         proc = await Proc.start(start_argv(2, plan.concurrency), env, "e2e workers")
         sizes: list[int] = []
@@ -122,6 +128,7 @@ async def _make_backlog(prefix: str, n: int, concurrency: int) -> float:
 
 async def recorder_alone(plan: Plan, log: Any) -> dict[str, Any]:
     from bullworker.config.settings import AppConfig
+    from bullworker.core.keep import KeepWindow
     from bullworker.history.recorder import Recorder
     from bullworker.history.store import open_store
     from bullworker.transport.connection import redis_client as bw_client
@@ -142,9 +149,10 @@ async def recorder_alone(plan: Plan, log: Any) -> dict[str, Any]:
                 events_redis=lambda: bw_client(settings),
                 store=_ready(store),
                 batch_size=AppConfig(environ={}).recorder_batch_size,
+                keep=KeepWindow(0, 0, 0.0),  # removed at once, as before the keep window
             )
             began, cpu = time.perf_counter(), time.process_time()
-            while await recorder.record_batch():
+            while await recorder.record_batch() or recorder.more:
                 pass
             seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
             left = await _finished_left(prefix)
@@ -187,7 +195,10 @@ async def _finished_left(prefix: str) -> int:
 
 
 async def run(plan: Plan, log: Any) -> dict[str, Any]:
+    from bench import keep_window
+
     return {
         "end_to_end": await end_to_end(plan, log),
         "recorder_alone": await recorder_alone(plan, log),
+        "keep_window": await keep_window.run(plan, log),
     }

@@ -1,18 +1,31 @@
-"""Finished jobs → ``_jobs`` rows → removal from Redis, for one queue.
+"""Finished jobs → ``_jobs`` rows, kept in Redis for a window, then removed; for one queue.
 
-The ``completed`` and ``failed`` sets are the truth; the queue's event stream
-only wakes the recorder early, and a periodic sweep covers anything an event
-missed. A batch is read oldest first, written in one transaction with an
-idempotent insert, and only after the commit are exactly those jobs removed,
-each only if it is still the same finished job (same ``finishedOn`` and
-attempt count). Two recorders for a moment therefore write nothing twice and
-lose nothing.
+The ``completed`` and ``failed`` sets are the truth. Which jobs finished since
+the last batch is read from the queue's event stream (BullMQ writes a
+``completed``/``failed`` event in the script that adds the job to its set), from
+a cursor kept in Redis so that a new leader goes on from there; a full scan of
+the sets at the start, every ``sweep_interval`` and after a gap in the stream
+covers anything an event missed. A batch is written in one transaction with an
+idempotent insert; only after the commit are exactly those jobs marked recorded
+(`keys.RECORDED_FIELD`), each only if it is still the same finished job (same
+``finishedOn`` and attempt count) with the same progress and log lines as were
+read. Two recorders for a moment therefore write nothing twice and lose nothing.
+
+A recorded job stays in Redis within the queue's keep window (`KeepWindow`: the
+newest ``completed`` and ``failed`` ones, for at most an age), so that Node tools
+see it; then it is removed, if it is still unchanged. One that changed (a line
+logged after it was recorded) is recorded again first: its row gets the new
+lines. A job retried (moved back to wait by Node's ``job.retry()``) finishes
+again with another ``finishedOn``: a new run, recorded again.
+
+A finished job that left Redis before it was recorded (a ``completed`` or
+``failed`` event names a job that is gone, and ``_jobs`` has no row of it) is
+counted in `keys.lost_key` and logged once per queue.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,84 +35,17 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bullworker.core import keys
-from bullworker.core.status import Status
+from bullworker.core.keep import KeepWindow
+from bullworker.history.backlog import recording_lag
+from bullworker.history.batch import Batch, Finished, Gone, log_lost, lost_jobs, own_rows
 from bullworker.history.hashes import attempts_of, to_record
-from bullworker.history.store import JobRecord, JobStore, StoreError
+from bullworker.history.scripts import FETCH_NEW, MARK_RECORDED, TRIM_KEPT
+from bullworker.history.store import JobStore, StoreError
 
 log = logging.getLogger("bullworker.recorder")
 
-#: The oldest finished jobs of a set with their hashes, as one JSON string:
-#: one reply to parse instead of one per hash field (the pure-Python RESP
-#: parser made that most of a batch's time). KEYS: finished set. ARGV: job key
-#: prefix, count. ``[[id, [field, value, ...]], ...]``; a vanished job's hash
-#: comes as ``{}`` (cjson's empty table).
-FETCH_FINISHED = """
-local ids = redis.call("ZRANGE", KEYS[1], 0, tonumber(ARGV[2]) - 1)
-if #ids == 0 then return "[]" end
-local found = {}
-for i, id in ipairs(ids) do
-  found[i] = {id, redis.call("HGETALL", ARGV[1] .. id)}
-end
-return cjson.encode(found)
-"""
-
-#: Removes one recorded job if it is still in its set, unchanged (same
-#: finishedOn and attempts): 1 removed, 0 not in the set, -1 changed.
-_REMOVE_ONE = """
-local function remove_one(set, id, finished, attempts, dedup_prefix, job_keys)
-  if not redis.call("ZSCORE", set, id) then return 0 end
-  local f = redis.call("HMGET", job_keys[1], "finishedOn", "atm", "attemptsMade", "deid")
-  if f[1] ~= finished or (f[2] or f[3] or "0") ~= attempts then return -1 end
-  if f[4] then
-    local dedup = dedup_prefix .. f[4]
-    if redis.call("GET", dedup) == id then redis.call("DEL", dedup) end
-  end
-  redis.call("ZREM", set, id)
-  redis.call("DEL", unpack(job_keys))
-  return 1
-end
-"""
-
-#: Removes one recorded job if it is unchanged. KEYS: finished set, job hash,
-#: then the job's sub-keys. ARGV: job id, finishedOn, attempts, dedup prefix.
-REMOVE_IF_UNCHANGED = (
-    _REMOVE_ONE
-    + "return remove_one(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], {unpack(KEYS, 2)})"
-)
-
-#: The same for a batch in one call; returns how many were removed. KEYS:
-#: finished set, then per job its hash and sub-keys (``_REMOVE_STRIDE`` keys).
-#: ARGV: dedup prefix, then per job: id, finishedOn, attempts.
-_REMOVE_STRIDE = 1 + len(keys.JOB_SUBKEY_SUFFIXES)
-REMOVE_RECORDED = (
-    _REMOVE_ONE
-    + f"""
-local removed = 0
-for j = 0, (#ARGV - 1) / 3 - 1 do
-  local first = 2 + j * {_REMOVE_STRIDE}
-  local job_keys = {{unpack(KEYS, first, first + {_REMOVE_STRIDE - 1})}}
-  if remove_one(KEYS[1], ARGV[2 + j * 3], ARGV[3 + j * 3], ARGV[4 + j * 3], ARGV[1], job_keys) == 1
-  then removed = removed + 1 end
-end
-return removed
-"""
-)
-
-#: Drops a set member whose job hash no longer exists. KEYS: set, job hash.
-DROP_ORPHAN = """
-if redis.call("EXISTS", KEYS[2]) == 0 then return redis.call("ZREM", KEYS[1], ARGV[1]) end
-return 0
-"""
-
-
-async def recording_lag(redis: aioredis.Redis, prefix: str, queue: str) -> float:
-    """Seconds since the oldest finished job of ``queue`` still in Redis finished (0 if none)."""
-    oldest: list[float] = []
-    for status in keys.FINISHED_SETS:
-        key = keys.queue_key(prefix, queue, status)
-        first = await redis.zrange(key, 0, 0, withscores=True)
-        oldest.extend(score for _, score in first)  # type: ignore[str-unpack,misc,unused-ignore]
-    return max(0.0, time.time() - min(oldest) / 1000) if oldest else 0.0
+#: Members of the finished sets one batch's scan looks at, at most (about 3 ms of Lua).
+SCAN_STEP = 2000
 
 
 @dataclass
@@ -108,6 +54,7 @@ class RecorderStats:
 
     rows_written: int = 0
     jobs_removed: int = 0
+    jobs_lost: int = 0
     batches: int = 0
     last_error: str | None = None
     last_batch_at: float | None = None
@@ -126,6 +73,8 @@ class Recorder:
         store: Callable[[], Awaitable[JobStore]],
         batch_size: int = 500,
         sweep_interval: float = 5.0,
+        log_lines: int = 100,
+        keep: KeepWindow | None = None,
     ) -> None:
         self.queue = queue
         self.prefix = prefix
@@ -134,27 +83,52 @@ class Recorder:
         self._store = store
         self.batch_size = batch_size
         self.sweep_interval = sweep_interval
+        #: How many of a job's last log lines its row keeps.
+        self.log_lines = log_lines
+        #: Which recorded jobs stay in Redis, and how long.
+        self.keep = keep if keep is not None else KeepWindow()
         self.stats = RecorderStats()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # the record loop waits for a wake
         self._tasks: list[asyncio.Task[None]] = []
         #: Jobs left in Redis because another job's row has their key (reported once).
         self._clashes: set[str] = set()
-        self._fetch = redis.register_script(FETCH_FINISHED)
-        self._remove = redis.register_script(REMOVE_RECORDED)
-        self._drop = redis.register_script(DROP_ORPHAN)
+        #: The last event read (None: read the stored one first); when a full scan is due.
+        self._cursor: str | None = None
+        self._scan_due = 0.0
+        #: Where the scan goes on in each finished set: a scan looks at `SCAN_STEP` members
+        #: at most per batch, so a long keep window is never walked in one call.
+        self._scan_from = dict.fromkeys(keys.FINISHED_SETS, "-inf")
+        #: Whether the last batch left work for the next one at once.
+        self._more = False
+        self._gap_at: str | None = None  # the cursor of the last gap said
+        self._lost_logged: set[str] = set()
+        self._fetch = redis.register_script(FETCH_NEW)
+        self._mark = redis.register_script(MARK_RECORDED)
+        self._trim = redis.register_script(TRIM_KEPT)
 
     def _key(self, suffix: str) -> str:
         return keys.queue_key(self.prefix, self.queue, suffix)
 
     @property
+    def _sets(self) -> list[str]:
+        return [self._key(status) for status in keys.FINISHED_SETS]
+
+    @property
     def running(self) -> bool:
         return any(not t.done() for t in self._tasks)
+
+    @property
+    def more(self) -> bool:
+        """Whether the last batch left work for the next one at once."""
+        return self._more
 
     async def start(self) -> None:
         """Catch up on everything already finished, then keep up."""
         if self.running:
             return
+        self._cursor, self._scan_due = None, 0.0
+        self._scan_from = dict.fromkeys(keys.FINISHED_SETS, "-inf")
         self._wake.set()
         self._tasks = [
             asyncio.create_task(self._record_loop(), name=f"bullworker-recorder:{self.queue}"),
@@ -170,83 +144,149 @@ class Recorder:
             await asyncio.wait(tasks)
             log.info("stopped recording queue %s", self.queue)
 
+    async def finish(self, within: float) -> None:
+        """Stop, after recording what finished until now, within ``within`` seconds.
+
+        A clean stop calls it once the workers have closed: the jobs that finished
+        during the shutdown are recorded before the process exits.
+        """
+        if not self.running:
+            return
+        await self.stop()
+        self._scan_due = 0.0
+        before = self.stats.rows_written
+        try:
+            async with asyncio.timeout(max(within, 0.0)):
+                while True:
+                    await self.record_batch()
+                    if not self._more:
+                        break
+        except TimeoutError:
+            log.warning(
+                "queue %s: the shutdown grace ended before every finished job was recorded; "
+                "the next recorder leader records the rest", self.queue,
+            )  # fmt: skip
+        except Exception as exc:
+            log.error(
+                "queue %s: cannot record the last finished jobs (%s: %s); they stay in Redis "
+                "for the next recorder leader", self.queue, type(exc).__name__, exc,
+            )  # fmt: skip
+        written = self.stats.rows_written - before
+        if written:
+            log.info(
+                "queue %s: recorded %d job(s) that finished during the shutdown",
+                self.queue,
+                written,
+            )
+
     async def record_batch(self) -> int:
-        """Record and remove up to ``batch_size`` finished jobs of each set; return the count."""
-        listed: list[tuple[Status, str, dict[str, str]]] = []
-        job_prefix = keys.job_key(self.prefix, self.queue, "")
-        for status in keys.FINISHED_SETS:
-            reply = await self._fetch(keys=[self._key(status)], args=[job_prefix, self.batch_size])
-            for job_id, fields in json.loads(reply):
-                raw = dict(zip(fields[::2], fields[1::2], strict=True)) if fields else {}
-                listed.append((status, job_id, raw))
-        if not listed:
-            return 0
-        found = [(s, i, raw) for s, i, raw in listed if raw]
-        orphans = [(s, i) for s, i, raw in listed if not raw]
-        records = [to_record(self.queue, job_id, status, raw) for status, job_id, raw in found]
-        if records:
+        """Record what finished since the last batch (up to ``batch_size`` jobs), count the
+        jobs lost, and trim the keep window; return how many finished jobs it handled."""
+        if self._cursor is None:
+            stored = await self.redis.get(keys.recorder_cursor_key(self.prefix, self.queue))
+            self._cursor = "" if stored is None else str(stored)
+        scan = time.monotonic() >= self._scan_due
+        if scan:
+            self._scan_due = time.monotonic()  # 0 below when a job changed since the read
+        args: list[str | int] = [
+            keys.job_key(self.prefix, self.queue, ""), self.batch_size, self.log_lines,
+            self._cursor, int(scan), max(100, self.batch_size * 4), keys.RECORDED_FIELD,
+            *self._scan_from.values(), SCAN_STEP,
+        ]  # fmt: skip
+        batch = Batch.parse(
+            await self._fetch(keys=[*self._sets, self._key(keys.EVENTS_SUFFIX)], args=args)
+        )
+        if batch.gap and self._gap_at != self._cursor:
+            self._gap_at = self._cursor  # said once, not at each retry of a failing batch
+            log.warning(
+                "queue %s: its event stream was trimmed past what the recorder had read (it was "
+                "behind, or the stream was deleted): the finished sets are scanned, but jobs "
+                "that left Redis unrecorded meanwhile are not counted", self.queue,
+            )  # fmt: skip
+        jobs = batch.jobs
+        records = [
+            to_record(self.queue, j.job_id, j.status, j.raw, j.logs, prefix=self.prefix)
+            for j in jobs
+        ]
+        lost: list[Gone] = []
+        if records or batch.gone:
             store = await self._store()
-            inserted = await store.insert_records(records)
-            self.stats.rows_written += inserted
-            if inserted < len(records):  # rows were there already: whose are they?
-                found = await self._own_rows(store, found, records)
-        removed = await self._remove_recorded(found) if found else 0
-        for status, job_id in orphans:
-            if await self._drop(
-                keys=[self._key(status), keys.job_key(self.prefix, self.queue, job_id)],
-                args=[job_id],
-            ):
-                log.warning(
-                    "queue %s: job %s was removed before it could be recorded", self.queue, job_id
-                )
-        self.stats.jobs_removed += removed
+            if records:
+                written = await store.insert_records(records)
+                self.stats.rows_written += written
+                # Neither inserted nor updated: a row was there already. Whose is it?
+                if written < len(records):
+                    jobs, rewritten = await own_rows(
+                        store, self.queue, jobs, records, self._clashes
+                    )
+                    self.stats.rows_written += rewritten
+            lost = await lost_jobs(store, self.queue, batch.gone) if batch.gone else []
+        if jobs or batch.gone or batch.cursor != self._cursor:
+            marked, removed, counted = await self._mark_recorded(
+                jobs, batch.gone, lost, batch.cursor
+            )
+            self.stats.jobs_removed += removed
+            self.stats.jobs_lost += counted
+            if marked + removed < len(jobs):
+                self._scan_due = 0.0  # some changed since the read: read them again
+        self._cursor = batch.cursor
+        # Where the scan goes on: only now, so that a batch that failed is read again.
+        self._scan_from = {status: batch.resume.get(status, "-inf") for status in self._scan_from}
+        if batch.scanned:
+            self._scan_from = dict.fromkeys(keys.FINISHED_SETS, "-inf")
+            if self._scan_due:  # not set to 0 above: some changed since the read
+                self._scan_due = time.monotonic() + self.sweep_interval
+        for entry in lost:
+            if entry.status not in self._lost_logged:
+                self._lost_logged.add(entry.status)
+                log_lost(self.queue, entry)
+        trimmed = await self.trim()
+        self._more = batch.more or (scan and not batch.scanned) or trimmed >= self.batch_size
         self.stats.batches += 1
         self.stats.last_batch_at = time.time()
-        return len(listed)
+        return len(jobs) + len(batch.gone)
 
-    async def _own_rows(
-        self,
-        store: JobStore,
-        found: list[tuple[Status, str, dict[str, str]]],
-        records: list[JobRecord],
-    ) -> list[tuple[Status, str, dict[str, str]]]:
-        """The jobs of ``found`` whose row in ``_jobs`` is theirs, safe to remove from Redis.
+    async def _mark_recorded(
+        self, jobs: list[Finished], gone: list[Gone], lost: list[Gone], cursor: str
+    ) -> tuple[int, int, int]:
+        """`MARK_RECORDED`: mark (or remove) the recorded jobs, count ``lost``, store ``cursor``;
+        return how many were marked, removed and counted lost."""
+        args: list[str | int] = [
+            keys.job_key(self.prefix, self.queue, ""),
+            keys.deduplication_key_prefix(self.prefix, self.queue),
+            self.log_lines, cursor if cursor != self._cursor else "",
+            int(self.keep.at_once("completed")), int(self.keep.at_once("failed")),
+            int(time.time() * 1000), keys.RECORDED_FIELD, len(jobs),
+        ]  # fmt: skip
+        for job in jobs:
+            args += [job.status, job.job_id, job.score, job.raw.get("finishedOn", "")]
+            args += [attempts_of(job.raw), job.mark]
+        for entry in gone:
+            args += [entry.status, entry.job_id, int(entry.in_set), int(entry in lost)]
+        where = [
+            *self._sets,
+            keys.recorder_cursor_key(self.prefix, self.queue),
+            keys.lost_key(self.prefix, self.queue),
+        ]
+        marked, removed, counted = await self._mark(keys=where, args=args)
+        return int(marked), int(removed), int(counted)
 
-        A row already there is normally this very job's, written by a batch that
-        stopped before its removal. Another job with the same id, ``createdAt``
-        and attempt (a reused id with an explicit ``timestamp`` option) would
-        lose its record if removed: it stays in Redis, and is reported once.
-        """
-        mine = []
-        for entry, record in zip(found, records, strict=True):
-            rows = await store.get(record.id)
-            same = [
-                r for r in rows if (r.created_at, r.attempt) == (record.created_at, record.attempt)
-            ]
-            if not same or same[0].completed_at == record.completed_at:
-                mine.append(entry)
-            elif record.id not in self._clashes:
-                self._clashes.add(record.id)
-                log.error(
-                    "queue %s: job %s cannot be recorded: _jobs already has a row with its id, "
-                    "createdAt and attempt from another job; it stays in Redis",
-                    self.queue, record.id,
-                )  # fmt: skip
-        return mine
-
-    async def _remove_recorded(self, found: list[tuple[Status, str, dict[str, str]]]) -> int:
-        """Remove the recorded jobs that are unchanged: one script call per set."""
-        removed = 0
+    async def trim(self) -> int:
+        """Remove the recorded jobs beyond the keep window (at most ``batch_size`` a set)."""
+        cutoff = ""
+        if self.keep.age is not None:
+            cutoff = str(int(time.time() * 1000 - self.keep.age * 1000))
+        args: list[str | int] = [
+            keys.job_key(self.prefix, self.queue, ""),
+            keys.deduplication_key_prefix(self.prefix, self.queue),
+            self.log_lines, self.batch_size, keys.RECORDED_FIELD,
+        ]  # fmt: skip
         for status in keys.FINISHED_SETS:
-            job_keys: list[str] = [self._key(status)]
-            args: list[str] = [keys.deduplication_key_prefix(self.prefix, self.queue)]
-            for job_status, job_id, raw in found:
-                if job_status == status:
-                    job_key = keys.job_key(self.prefix, self.queue, job_id)
-                    job_keys += [job_key, *(job_key + s for s in keys.JOB_SUBKEY_SUFFIXES)]
-                    args += [job_id, raw.get("finishedOn", ""), attempts_of(raw)]
-            if len(args) > 1:
-                removed += int(await self._remove(keys=job_keys, args=args))
+            args += [self.keep.count(status), cutoff]
+        removed, unmarked = (int(n) for n in await self._trim(keys=self._sets, args=args))
+        if unmarked:
+            self._scan_due = 0.0  # changed since recorded: record them again first
+        self.stats.jobs_removed += removed
         return removed
 
     async def lag(self) -> float:
@@ -257,12 +297,12 @@ class Recorder:
         backoff = 0.0
         while True:
             try:
-                count = await self.record_batch()
+                await self.record_batch()
                 if backoff:
                     log.info("queue %s: recording again after an outage", self.queue)
                 backoff = 0.0
                 self.stats.last_error = None
-                if count >= self.batch_size:
+                if self._more:
                     continue  # more is waiting
             except asyncio.CancelledError:
                 raise
@@ -287,13 +327,11 @@ class Recorder:
     async def _watch_events(self) -> None:
         """Wake the idle record loop when the queue's event stream has moved on.
 
-        Reading every event cost a busy worker about a sixth of its CPU (a few
-        events per job, each a round trip and a parse). Instead, once the loop
-        is idle, this asks for the newest entry id only: an id other than the
-        one of the last wake means jobs may have finished, and if nothing is
-        new it blocks until something is. A finished job's event is written by
-        the script that adds it to its set, so the batch after the wake sees
-        every job whose event came before the id; later ones have later ids.
+        Reading every event in Python cost a busy worker about a sixth of its CPU
+        (a few events per job, each a round trip and a parse). Instead, once the
+        loop is idle, this asks for the newest entry id only: an id other than the
+        one of the last wake means jobs may have finished, and if nothing is new
+        it blocks until something is. The batch then reads the events in Lua.
         """
         stream = self._key(keys.EVENTS_SUFFIX)
         last_id: str | None = None

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from bullworker.config.settings import AppConfig
 from bullworker.core import keys
 from bullworker.core.errors import StoreError
+from bullworker.core.keep import keep_windows
 from bullworker.history.recorder import Recorder
 from bullworker.history.store import JobStore, store_for
 from bullworker.transport.connection import redis_client
@@ -72,6 +73,10 @@ class RecordingService:
         prefix = self.config.bull_prefix
         if self.queues:
             log.debug("competing to record queue(s) %s", ", ".join(self.queues))
+        config = self.config
+        default, windows = keep_windows(
+            config.keep_completed, config.keep_failed, config.keep_age, config.queue_keep
+        )
         for queue in self.queues:
             recorder = Recorder(
                 queue=queue,
@@ -81,6 +86,8 @@ class RecordingService:
                 store=self.store,
                 batch_size=self.config.recorder_batch_size,
                 sweep_interval=self.config.recorder_sweep_interval,
+                log_lines=self.config.jobs_log_lines,
+                keep=windows.get(queue, default),
             )
             leader = LeaderService(
                 self._client,
@@ -175,6 +182,16 @@ class RecordingService:
             await recorder.start()
 
         return became
+
+    async def finish(self, within: float) -> None:
+        """Record, within ``within`` seconds, what finished in the queues this process leads,
+        then stop recording them (a clean stop calls it once the workers have closed)."""
+        leading = [
+            recorder
+            for queue, recorder in self.recorders.items()
+            if self.leaders[queue].is_leader and recorder.running
+        ]
+        await asyncio.gather(*(recorder.finish(within) for recorder in leading))
 
     async def stop(self) -> None:
         retention, self._retention = self._retention, None

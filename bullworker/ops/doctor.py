@@ -11,10 +11,9 @@ import os
 import sqlite3
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
@@ -26,38 +25,22 @@ from bullworker.app import App
 from bullworker.config.redaction import redact_url, scrub, url_secrets
 from bullworker.config.settings import AppConfig, RedisSettings
 from bullworker.core.cron import next_fire_times
-from bullworker.history.recorder import recording_lag
 from bullworker.history.store import PostgresJobStore, SqliteJobStore, store_for
 from bullworker.history.store import schema as q
 from bullworker.history.store.postgres import connect_failure
-from bullworker.ops.inspect import app_queues, iso, read_leader
+from bullworker.ops.doctor_checks import Check, recorder_checks
+from bullworker.ops.inspect import app_queues, iso
 from bullworker.transport.bullmq_compat import SUPPORTED, check_bullmq, installed_version
+from bullworker.transport.bullmq_compat.node_versions import read_node_bullmq, verdict
 from bullworker.transport.connection import connection_kwargs, redis_client
 from bullworker.transport.probe import unreachable
 from bullworker.transport.tls import TLSConnection
-
-Level = Literal["OK", "WARN", "FAIL"]
 
 #: BullMQ refuses older servers; it recommends at least 6.2.
 MIN_REDIS = (5, 0, 0)
 RECOMMENDED_REDIS = (6, 2, 0)
 #: From this version BullMQ blocks for 1 ms instead of whole seconds.
 PRECISE_BLOCKING_REDIS = (7, 0, 8)
-#: Recording lag (seconds) above which the recorder looks stuck.
-LAG_WARNING = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One finding: ``level`` OK, WARN or FAIL, and for the latter two a ``fix``."""
-
-    name: str
-    level: Level
-    message: str
-    fix: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"check": self.name, "level": self.level, "message": self.message, "fix": self.fix}
 
 
 def failed(checks: list[Check]) -> bool:
@@ -86,7 +69,8 @@ async def run_doctor(app: App) -> list[Check]:
         checks.append(await database_check(config))
         checks += job_checks(app)
         if reachable:
-            checks += await _guarded("recorder", _leader_checks(client, app))
+            checks += await _guarded("recorder", recorder_checks(client, app))
+            checks += await _guarded("node bullmq", node_checks(client, app))
     finally:
         await client.aclose()
     return checks
@@ -365,37 +349,11 @@ def cron_summary(pattern: str, tz: str, *, after: datetime | None = None) -> str
     return f"cron {pattern!r} {tz}, next {iso(found)}"
 
 
-async def _leader_checks(client: aioredis.Redis, app: App) -> list[Check]:
-    config = app.config
-    if not config.record_jobs:
-        fix = (
-            "unset RECORD_JOBS, or remove finished jobs another way (removeOnComplete/removeOnFail)"
-        )
-        return [Check("recorder", "WARN", "RECORD_JOBS=false: finished jobs stay in Redis", fix)]
+async def node_checks(client: aioredis.Redis, app: App) -> list[Check]:
+    """Each queue: the Node BullMQ sharing it, against those that share queues safely."""
     checks = []
     for queue in app_queues(app):
-        async with asyncio.timeout(config.redis_timeout):
-            leader = await read_leader(client, config.bull_prefix, queue)
-            lag = await recording_lag(client, config.bull_prefix, queue)
-        if leader is None:
-            message = f"queue {queue}: no recorder leader, so finished jobs stay in Redis (lag {lag:.0f} s)"
-            checks.append(
-                Check("recorder", "WARN", message, "start a runner: bullworker start --app ...")
-            )
-        elif lag > LAG_WARNING:
-            message = f"queue {queue}: leader {leader.describe()}, but the oldest finished job waits {lag:.0f} s"
-            checks.append(
-                Check(
-                    "recorder",
-                    "WARN",
-                    message,
-                    "look at the leader's log: is the database reachable?",
-                )
-            )
-        else:
-            checks.append(
-                Check(
-                    "recorder", "OK", f"queue {queue}: leader {leader.describe()}, lag {lag:.1f} s"
-                )
-            )
+        async with asyncio.timeout(app.config.redis_timeout):
+            node = await read_node_bullmq(client, app.config.bull_prefix, queue)
+        checks.append(Check("node bullmq", *verdict(queue, node)))
     return checks

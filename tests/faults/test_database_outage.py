@@ -72,7 +72,7 @@ async def test_database_cut_for_5_s(
         await until(lambda: sent <= exec_log.done(), 20, "every queued job ran")
         await until(lambda: _count_at_least(direct, len(exec_log.done())), 40, "all recorded")
         caught_up = time.time() - restored
-        await until(lambda: _redis_empty(prefix), 10, "finished sets emptied")
+        await until(lambda: _redis_empty(prefix), 10, "nothing left to record")
         rows = await store_rows(direct)
         errors = [r.getMessage() for r in caplog.records if r.name == "bullworker.recorder"]
         error = next((m for m in errors if "cannot record" in m), "")
@@ -87,7 +87,7 @@ async def test_database_cut_for_5_s(
             f"cut, {waiting} finished jobs waited in Redis (none removed before its row was "
             f"committed), and the recorder logged `{error.split(';')[0]}` and retried with "
             f"backoff. After the proxy came back it caught up within {caught_up:.1f} s; every "
-            "job has exactly one row and the finished sets in Redis are empty again. "
+            "job has exactly one row and no finished job waits in Redis to be recorded. "
             "tests/integration/test_recorder.py tests the same with a recorder alone."
         )
         assert ran_during_cut > 0

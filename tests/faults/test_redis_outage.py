@@ -40,7 +40,8 @@ async def outage(
     producing = asyncio.create_task(producer.run())
     try:
         await asyncio.sleep(1.5)
-        leader = runner.services[0].leaders["default"]  # the RecordingService
+        assert runner.recording is not None
+        leader = runner.recording.leaders["default"]
         leader_since = leader.leader_since
         redis.kill()  # a crash; AOF with fsync always keeps every acknowledged write
         await asyncio.sleep(down_for)

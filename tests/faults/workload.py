@@ -16,7 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bullworker import QueueUnavailable
-from bullworker.core import keys
+from bullworker.history.backlog import recording_backlog
 from bullworker.history.store import JobStore, open_store
 from tests.faults.fault_app import FaultJob
 
@@ -97,11 +97,10 @@ async def with_store(url: str | None, *, sqlite_path: str = "", schema: str | No
 
 
 async def finished_in_redis(url: str, prefix: str, queue: str = "default") -> int:
+    """Finished jobs in Redis not recorded yet (recorded ones stay there for the keep window)."""
     client = aioredis.Redis.from_url(url, decode_responses=True)
     try:
-        return sum(
-            [await client.zcard(keys.queue_key(prefix, queue, s)) for s in ("completed", "failed")]
-        )
+        return (await recording_backlog(client, prefix, queue)).total
     finally:
         await client.aclose()
 

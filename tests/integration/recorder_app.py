@@ -17,4 +17,11 @@ class TickJob(BaseJob[dict[str, Any], dict[str, Any]]):
         return {"n": data.get("n")}
 
 
+@worker_job(registry=registry)
+class SlowJob(BaseJob[dict[str, Any], dict[str, Any]]):
+    async def handle(self, data: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(float(data.get("seconds", 1.0)))
+        return {"n": data.get("n")}
+
+
 app = create_app(config=AppConfig(), enable_worker=True, registry=registry)

@@ -130,8 +130,8 @@ async def test_job_metrics_recorder_and_queue_depths(
             if metric == "bullworker_queue_jobs" and ("queue", "default") in labelset
         }
 
-    settled = {
-        "active": 0, "completed": 0, "delayed": 1, "failed": 0, "prioritized": 0, "waiting": 0,
+    settled = {  # the recorded jobs stay in Redis for the keep window
+        "active": 0, "completed": 3, "delayed": 1, "failed": 1, "prioritized": 0, "waiting": 0,
         "waiting-children": 0,
     }  # fmt: skip
 
@@ -145,6 +145,8 @@ async def test_job_metrics_recorder_and_queue_depths(
     assert value(samples, "bullworker_recorder_leader", **labels) == 1
     lag = value(samples, "bullworker_recorder_lag_seconds", **labels)
     assert lag is not None and 0 <= lag < 5
+    for status in ("completed", "failed"):  # none left Redis unrecorded
+        assert value(samples, "bullworker_jobs_lost_total", **labels, status=status) == 0
     async with bull_queue("default", prefix) as queue:
         assert await queue.getJobState(later) == "delayed"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -17,7 +18,10 @@ import redis.asyncio as aioredis
 
 from bullworker import App, BaseJob, JobRegistry, create_app, worker_job
 from bullworker.core import keys
-from bullworker.history.recorder import REMOVE_IF_UNCHANGED, Recorder
+from bullworker.core.keep import KeepWindow
+from bullworker.history.backlog import recording_backlog
+from bullworker.history.recorder import Recorder
+from bullworker.history.scripts import FETCH_JOBS, REMOVE_IF_UNCHANGED
 from bullworker.history.store import JobStore, open_store
 from bullworker.transport.connection import redis_client
 from tests.helpers import (
@@ -69,7 +73,13 @@ def make_app(prefix: str, **settings: Any) -> App:
     return create_app(config=config, enable_worker=True, registry=reg)
 
 
-def make_recorder(prefix: str, queue: str, job_store: JobStore, **opts: Any) -> Recorder:
+#: No keep window: a recorded job leaves Redis at once (the tests of what removal checks).
+AT_ONCE = KeepWindow(0, 0, 0.0)
+
+
+def make_recorder(
+    prefix: str, queue: str, job_store: JobStore, keep: KeepWindow = AT_ONCE, **opts: Any
+) -> Recorder:
     client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
 
     async def ready() -> JobStore:
@@ -82,6 +92,7 @@ def make_recorder(prefix: str, queue: str, job_store: JobStore, **opts: Any) -> 
         redis=client,
         events_redis=lambda: redis_client(app_config().redis_settings()),
         store=ready,
+        keep=keep,
         **opts,
     )
 
@@ -168,13 +179,26 @@ async def test_a_changed_job_is_never_removed(prefix: str, redis_client: aioredi
     [job_id] = await run_jobs(prefix, [(EchoJob, {}, {})])
     job_key = keys.job_key(prefix, "default", job_id)
     finished_on = await redis_client.hget(job_key, "finishedOn")
+    fetch = redis_client.register_script(FETCH_JOBS)
     remove = redis_client.register_script(REMOVE_IF_UNCHANGED)
     set_key = keys.queue_key(prefix, "default", "completed")
     dedup = keys.deduplication_key_prefix(prefix, "default")
-    assert await remove(keys=[set_key, job_key], args=[job_id, "1", "1", dedup]) == -1
-    assert await remove(keys=[set_key, job_key], args=[job_id, finished_on, "9", dedup]) == -1
+
+    async def read_mark() -> str:
+        reply = await fetch(keys=[set_key], args=[keys.job_key(prefix, "default", ""), 100, job_id])
+        [[_, _, _, mark]] = json.loads(reply)
+        return str(mark)
+
+    def unless_changed(finished: str, attempts: str, mark: str) -> Any:
+        return remove(keys=[set_key, job_key], args=[job_id, finished, attempts, mark, dedup, 100])
+
+    mark = await read_mark()
+    assert await unless_changed("1", "1", mark) == -1
+    assert await unless_changed(finished_on, "9", mark) == -1
+    await redis_client.rpush(keys.job_logs_key(prefix, "default", job_id), "logged after the read")
+    assert await unless_changed(finished_on, "1", mark) == -1
     assert await redis_client.exists(job_key) == 1
-    assert await remove(keys=[set_key, job_key], args=[job_id, finished_on, "1", dedup]) == 1
+    assert await unless_changed(finished_on, "1", await read_mark()) == 1
     assert await redis_client.exists(job_key) == 0
 
 
@@ -209,7 +233,10 @@ async def test_runner_records_every_queue_live(prefix: str, pg_dsn: str, pg_sche
             assert await store.count(queue="other", status="failed") == 20
         finally:
             await store.close()
-        await eventually(lambda: _redis_empty(prefix, ["default", "other"]), timeout=10)
+        await eventually(lambda: _all_recorded(prefix, ["default", "other"]), timeout=10)
+        # Kept in Redis within the keep window (1,000 completed, 5,000 failed, 1 h).
+        assert await finished_in_redis(prefix, "default") == 30
+        assert await finished_in_redis(prefix, "other") == 20
     finally:
         await runner.stop(grace=1)
         await app.stop()
@@ -221,6 +248,15 @@ async def _count_is(store: JobStore, n: int) -> bool:
 
 async def _redis_empty(prefix: str, queues: list[str]) -> bool:
     return all([await finished_in_redis(prefix, q) == 0 for q in queues])
+
+
+async def _all_recorded(prefix: str, queues: list[str]) -> bool:
+    """No finished job in Redis waits to be recorded (those kept after recording may stay)."""
+    client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        return all([(await recording_backlog(client, prefix, q)).total == 0 for q in queues])
+    finally:
+        await client.aclose()
 
 
 SECRET = "pw-never-shown-4711"
@@ -326,7 +362,7 @@ async def test_leader_killed_mid_stream_another_takes_over(
         rows = await store.recent(limit=total + 10)
         assert len({r.id for r in rows}) == total == len(rows)
         assert sorted(r.data["n"] for r in rows) == list(range(total))
-        await eventually(lambda: _redis_empty(prefix, ["default"]), timeout=10)
+        await eventually(lambda: _all_recorded(prefix, ["default"]), timeout=10)
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -346,3 +382,41 @@ async def _has_leader(client: aioredis.Redis, key: str) -> bool:
 
 async def _leader_is(client: aioredis.Redis, key: str, pid: int) -> bool:
     return await client.hget(key, "pid") == str(pid)
+
+
+async def test_jobs_finishing_during_a_clean_stop_are_recorded_before_exit(
+    prefix: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    env = bullworker_env(
+        BULL_PREFIX=prefix, APP_ENV="production", SQLITE_PATH=str(path), SHUTDOWN_GRACE="10",
+        RECORDER_SWEEP_INTERVAL="30",  # no sweep helps: only the stop's last batch
+    )  # fmt: skip
+    cmd = [sys.executable, "-m", "bullworker", "start", "--app", "tests.integration.recorder_app:app"]  # fmt: skip
+    log_path = tmp_path / "runner.log"
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        await eventually(lambda: _has_leader(client, keys.leader_info_key(prefix, "default")), 15)
+        async with bull_queue("default", prefix) as queue:
+            await queue.addBulk(
+                [{"name": "SlowJob", "data": {"n": n, "seconds": 1.0}} for n in range(3)]
+            )
+            await eventually(lambda: _active_is(queue, 3), timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 15) == 0, log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        await client.aclose()
+    log = log_path.read_text()
+    async with open_store(None, sqlite_path=str(path)) as store:
+        rows = await store.recent(limit=10)
+    assert sorted(r.data["n"] for r in rows) == [0, 1, 2], log
+    assert {r.status for r in rows} == {"completed"}  # recorded by this runner, before it exited
+
+
+async def _active_is(queue: Any, n: int) -> bool:
+    return int((await queue.getJobCounts("active"))["active"]) == n

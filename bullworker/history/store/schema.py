@@ -30,22 +30,40 @@ INDEXES: tuple[tuple[str, str], ...] = (
     ("_jobs_status_completedAt_idx", '"status", "completedAt"'),
     ("_jobs_name_completedAt_idx", '"name", "completedAt"'),
     ("_jobs_retryOf_idx", '"retryOf"'),
+    ("_jobs_parent_idx", '"parent"'),
 )
 
 #: Columns written by an insert, in parameter order.
 INSERT_COLUMNS = (
     '"id", "queue", "queueId", "attempt", "name", "data", "traceId", "status", "result", '
-    '"createdAt", "shouldExecuteAt", "executedAt", "completedAt", "retryOf"'
+    '"createdAt", "shouldExecuteAt", "executedAt", "completedAt", "retryOf", "progress", "logs", '
+    '"parent"'
 )
 #: Columns read back, in the order `JobRecord` rows are built from.
 SELECT_COLUMNS = (
     '"queue", "queueId", "attempt", "name", "data", "status", "result", "createdAt", '
-    '"shouldExecuteAt", "executedAt", "completedAt", "traceId", "recordedAt", "retryOf"'
+    '"shouldExecuteAt", "executedAt", "completedAt", "traceId", "recordedAt", "retryOf", '
+    '"progress", "logs", "parent"'
 )
 
 #: Columns added after ``_jobs`` was first released: (name, PostgreSQL type, SQLite type).
 #: Tables created earlier get them through ``ALTER TABLE ... ADD COLUMN`` when a store opens.
-ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (("retryOf", "varchar(255) NULL", "TEXT NULL"),)
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("retryOf", "varchar(255) NULL", "TEXT NULL"),
+    ("progress", "jsonb NULL", "TEXT NULL"),
+    ("logs", "jsonb NULL", "TEXT NULL"),
+    ("parent", "varchar(255) NULL", "TEXT NULL"),
+)
+
+
+#: The check of ``"status"`` (every `STATUSES`), as the CREATE TABLEs below spell it. Tables
+#: created before ``cancelled`` existed allow only completed and failed; a store that opens one
+#: replaces its check (PostgreSQL: `PG_STATUS_CHECK_CURRENT`; SQLite: `SQLITE_REBUILD`).
+STATUS_CHECK = """CHECK ("status" IN ('completed', 'failed', 'cancelled'))"""
+#: The newest status the check must allow, as it appears in the table's definition.
+NEWEST_STATUS = "'cancelled'"
+#: Name PostgreSQL gives the check of the column ``status`` of ``_jobs``.
+PG_STATUS_CHECK_NAME = "_jobs_status_check"
 
 
 def where_clause(
@@ -86,7 +104,7 @@ CREATE TABLE IF NOT EXISTS {table} (
     "name" varchar(255) NOT NULL,
     "data" jsonb NULL,
     "traceId" char(32) NULL,
-    "status" varchar(20) NOT NULL CHECK ("status" IN ('completed', 'failed')),
+    "status" varchar(20) NOT NULL CHECK ("status" IN ('completed', 'failed', 'cancelled')),
     "result" jsonb NULL,
     "createdAt" timestamp(3) NOT NULL,
     "shouldExecuteAt" timestamp(3) NOT NULL,
@@ -94,6 +112,9 @@ CREATE TABLE IF NOT EXISTS {table} (
     "completedAt" timestamp(3) NOT NULL,
     "recordedAt" timestamp(3) NOT NULL DEFAULT (now() at time zone 'utc'),
     "retryOf" varchar(255) NULL,
+    "progress" jsonb NULL,
+    "logs" jsonb NULL,
+    "parent" varchar(255) NULL,
     PRIMARY KEY ("id", "createdAt", "attempt")
 )"""
 
@@ -111,12 +132,28 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = coalesce(%s, current_schema()) AND c.relname = %s
 AND a.attname = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped"""
 PG_ADDED_COLUMN_NAMES = [name for name, _, _ in ADDED_COLUMNS]
+#: 1 when the status check of ``_jobs`` allows `NEWEST_STATUS` (fast path as above).
+PG_STATUS_CHECK_CURRENT = """
+SELECT count(*) FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = coalesce(%s, current_schema()) AND c.relname = %s
+AND k.conname = %s AND position(%s in pg_get_constraintdef(k.oid)) > 0"""
 
 #: Insert of one row, sent with executemany() in pipeline mode inside one
 #: transaction (measured faster than one INSERT ... SELECT FROM unnest(arrays)).
+#: A row of the same key is left alone, except that the same job (same
+#: ``completedAt`` too: never another job's row) read again later gets its new
+#: progress and log lines; never fewer lines, so that a recorder which read the
+#: job earlier cannot undo what a later one wrote.
 PG_INSERT = (
-    "INSERT INTO {table} (" + INSERT_COLUMNS + ") VALUES "
-    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+    "INSERT INTO {table} AS old (" + INSERT_COLUMNS + ") VALUES "
+    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    'ON CONFLICT ("id", "createdAt", "attempt") DO UPDATE '
+    'SET "progress" = EXCLUDED."progress", "logs" = EXCLUDED."logs" '
+    'WHERE old."completedAt" = EXCLUDED."completedAt" '
+    'AND (old."progress", old."logs") IS DISTINCT FROM (EXCLUDED."progress", EXCLUDED."logs") '
+    "AND jsonb_array_length(coalesce(EXCLUDED.\"logs\", '[]')) "
+    ">= jsonb_array_length(coalesce(old.\"logs\", '[]'))"
 )
 #: `where_clause` output goes into ``{where}``.
 PG_RECENT = (
@@ -133,12 +170,22 @@ PG_RETRIES = (
     "SELECT " + SELECT_COLUMNS + ' FROM {table} WHERE "retryOf" = %s '
     'ORDER BY "createdAt" DESC, "attempt" DESC'
 )
+#: Rows of the children of one parent in a flow (``jobs show``), oldest first.
+PG_CHILDREN = (
+    "SELECT " + SELECT_COLUMNS + ' FROM {table} WHERE "parent" = %s '
+    'ORDER BY "createdAt", "id", "attempt"'
+)
 #: One prune batch (a short transaction of its own); ``= ANY(ARRAY(...))`` gives a TID scan.
 PG_PRUNE = (
     "DELETE FROM {table} WHERE ctid = ANY(ARRAY("
     'SELECT ctid FROM {table} WHERE "completedAt" < %s {status} LIMIT %s))'
 )
 PG_PRUNE_STATUS = 'AND "status" = %s'
+#: `JobStore.delete_record`: one row, by its key and what only its writer knows.
+PG_DELETE_RECORD = (
+    'DELETE FROM {table} WHERE "id" = %s AND "createdAt" = %s AND "attempt" = %s '
+    'AND "completedAt" = %s AND "status" = %s'
+)
 PG_PING = "SELECT 1"
 
 
@@ -174,6 +221,20 @@ def pg_ddl(table: sql.Identifier) -> list[sql.Composed]:
     return statements
 
 
+def pg_status_check(table: sql.Identifier) -> list[sql.Composed]:
+    """Replace an older status check by `STATUS_CHECK`: ``NOT VALID``, so no scan of the rows
+    (they all passed the older, narrower check) under the table lock."""
+    name = sql.Identifier(PG_STATUS_CHECK_NAME)
+    return [
+        sql.SQL("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}").format(
+            table=table, name=name
+        ),
+        sql.SQL("ALTER TABLE {table} ADD CONSTRAINT {name} " + STATUS_CHECK + " NOT VALID").format(
+            table=table, name=name
+        ),
+    ]
+
+
 def pg_statement(template: str, table: sql.Identifier, **parts: str) -> sql.Composed:
     """Fill ``{table}`` (quoted identifier) and constant SQL `parts` into `template`."""
     fills: dict[str, sql.Composable] = {key: sql.SQL(value) for key, value in parts.items()}
@@ -193,7 +254,7 @@ CREATE TABLE IF NOT EXISTS "_jobs" (
     "name" TEXT NOT NULL,
     "data" TEXT NULL,
     "traceId" TEXT NULL,
-    "status" TEXT NOT NULL CHECK ("status" IN ('completed', 'failed')),
+    "status" TEXT NOT NULL CHECK ("status" IN ('completed', 'failed', 'cancelled')),
     "result" TEXT NULL,
     "createdAt" TEXT NOT NULL,
     "shouldExecuteAt" TEXT NOT NULL,
@@ -201,6 +262,9 @@ CREATE TABLE IF NOT EXISTS "_jobs" (
     "completedAt" TEXT NOT NULL,
     "recordedAt" TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
     "retryOf" TEXT NULL,
+    "progress" TEXT NULL,
+    "logs" TEXT NULL,
+    "parent" TEXT NULL,
     PRIMARY KEY ("id", "createdAt", "attempt")
 )"""
 
@@ -212,14 +276,32 @@ SQLITE_DDL = [SQLITE_CREATE_TABLE] + [
 SQLITE_COLUMNS = """SELECT "name" FROM pragma_table_info('_jobs')"""
 #: Adds one of `ADDED_COLUMNS`: ``{column}`` and ``{type}`` come from that constant.
 SQLITE_ADD_COLUMN = 'ALTER TABLE "_jobs" ADD COLUMN "{column}" {type}'
+#: The CREATE TABLE statement of ``_jobs`` (to tell whether its status check is current).
+SQLITE_TABLE_SQL = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = '_jobs'"
+#: SQLite cannot alter a check: a table with an older status check is copied into a new one
+#: (in the transaction that adds the missing columns first), then its indexes made again.
+SQLITE_REBUILD = [
+    SQLITE_CREATE_TABLE.replace('IF NOT EXISTS "_jobs"', '"_jobs_rebuild"', 1),
+    f'INSERT INTO "_jobs_rebuild" ({INSERT_COLUMNS}, "recordedAt") '
+    f'SELECT {INSERT_COLUMNS}, "recordedAt" FROM "_jobs"',
+    'DROP TABLE "_jobs"',
+    'ALTER TABLE "_jobs_rebuild" RENAME TO "_jobs"',
+    *SQLITE_DDL[1:],
+]
 #: Whether ``_jobs`` exists, without creating it.
 SQLITE_TABLE_EXISTS = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_jobs'"
 
+#: `PG_INSERT`'s upsert, with the same rule.
 SQLITE_INSERT = (
     'INSERT INTO "_jobs" ('
     + INSERT_COLUMNS
-    + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT DO NOTHING"
+    + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    'ON CONFLICT ("id", "createdAt", "attempt") DO UPDATE '
+    'SET "progress" = excluded."progress", "logs" = excluded."logs" '
+    'WHERE "_jobs"."completedAt" = excluded."completedAt" '
+    'AND ("_jobs"."progress" IS NOT excluded."progress" OR "_jobs"."logs" IS NOT excluded."logs") '
+    "AND json_array_length(coalesce(excluded.\"logs\", '[]')) "
+    '>= json_array_length(coalesce("_jobs"."logs", \'[]\'))'
 )
 #: `where_clause` output goes into ``{where}``.
 SQLITE_RECENT = (
@@ -235,9 +317,95 @@ SQLITE_RETRIES = (
     "SELECT " + SELECT_COLUMNS + ' FROM "_jobs" WHERE "retryOf" = ? '
     'ORDER BY "createdAt" DESC, "attempt" DESC'
 )
+SQLITE_CHILDREN = (
+    "SELECT " + SELECT_COLUMNS + ' FROM "_jobs" WHERE "parent" = ? '
+    'ORDER BY "createdAt", "id", "attempt"'
+)
 SQLITE_PRUNE = (
     'DELETE FROM "_jobs" WHERE rowid IN ('
     'SELECT rowid FROM "_jobs" WHERE "completedAt" < ? {status} LIMIT ?)'
 )
 SQLITE_PRUNE_STATUS = 'AND "status" = ?'
+SQLITE_DELETE_RECORD = (
+    'DELETE FROM "_jobs" WHERE "id" = ? AND "createdAt" = ? AND "attempt" = ? '
+    'AND "completedAt" = ? AND "status" = ?'
+)
 SQLITE_PING = "SELECT 1"
+
+
+# --------------------------------------------------------------------------- dashboard views
+# `views`: job lists without payloads (keyset pages), completions per time bucket, failures grouped.
+
+#: The failed reason of a failed or cancelled row (None for a completed one), per dialect.
+PG_REASON = """CASE WHEN "status" <> 'completed' THEN "result"->>'reason' END"""
+SQLITE_REASON = """CASE WHEN "status" <> 'completed' THEN json_extract("result", '$.reason') END"""
+#: Columns of a listed row (`views.JobSummary`), in order; ``{reason}`` is the dialect's.
+SUMMARY_COLUMNS = (
+    '"queue", "queueId", "attempt", "name", "status", {reason}, "createdAt", "executedAt", '
+    '"completedAt", "retryOf", "parent"'
+)
+
+
+def list_where(
+    placeholder: str,
+    reason: str,
+    *,
+    text: str | None = None,
+    before: tuple[Any, str] | None = None,
+    failures: bool = False,
+    **filters: Any,
+) -> tuple[str, list[Any]]:
+    """`where_clause` of ``filters``, plus: a case-insensitive ``text`` in the failed reason; the
+    keyset bound ``before`` (``completedAt``, ``id`` of the previous page's last row); with
+    ``failures`` (implied by ``text``), only the rows that have a reason."""
+    where, params = where_clause(placeholder, **filters)
+    extra: list[str] = []
+    if (text or failures) and filters.get("status") is None:  # an index finds them
+        extra.append(""""status" IN ('failed', 'cancelled')""")
+    if text:
+        like = "ILIKE" if placeholder == "%s" else "LIKE"  # SQLite's LIKE ignores ASCII case
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        extra.append(f"({reason}) {like} {placeholder} ESCAPE '\\'")
+        params.append(f"%{escaped}%")
+    if before is not None:  # the first bound is one an index on (..., "completedAt") seeks to
+        extra.append(f'"completedAt" <= {placeholder}')
+        extra.append(f'("completedAt", "id") < ({placeholder}, {placeholder})')
+        params += [before[0], *before]
+    joined = " AND ".join(extra)
+    if not joined:
+        return where, params
+    return (f"{where} AND {joined}" if where else f"WHERE {joined}"), params
+
+
+#: One page of a job list; `list_where` output goes into ``{where}``.
+PG_LIST = (
+    "SELECT " + SUMMARY_COLUMNS.format(reason=PG_REASON) + " FROM {table} {where} "
+    'ORDER BY "completedAt" DESC, "id" DESC LIMIT %s'
+)
+SQLITE_LIST = (
+    "SELECT " + SUMMARY_COLUMNS.format(reason=SQLITE_REASON) + ' FROM "_jobs" {where} '
+    'ORDER BY "completedAt" DESC, "id" DESC LIMIT ?'
+)
+#: ``completedAt`` of the n-th newest matching row: the end of a text search's window.
+PG_NTH = 'SELECT "completedAt" FROM {table} {where} ORDER BY "completedAt" DESC OFFSET %s LIMIT 1'
+SQLITE_NTH = 'SELECT "completedAt" FROM "_jobs" {where} ORDER BY 1 DESC LIMIT 1 OFFSET ?'
+#: Rows per queue, bucket (seconds since 1970 // bucket seconds) and status, since a moment.
+PG_THROUGHPUT = (
+    'SELECT "queue", floor(extract(epoch FROM "completedAt") / %s)::bigint, "status", count(*) '
+    'FROM {table} WHERE "completedAt" >= %s GROUP BY 1, 2, 3'
+)
+SQLITE_THROUGHPUT = (
+    """SELECT "queue", CAST(strftime('%s', "completedAt") AS INTEGER) / ?, "status", count(*) """
+    'FROM "_jobs" WHERE "completedAt" >= ? GROUP BY 1, 2, 3'
+)
+#: Failures since a moment grouped by job name and reason: count, the latest, the queues.
+PG_FAILURE_GROUPS = (
+    'SELECT "name", "result"->>\'reason\', count(*), max("completedAt"), '
+    "string_agg(DISTINCT \"queue\", ',') FROM {table} "
+    'WHERE "status" = %s AND "completedAt" >= %s GROUP BY 1, 2 ORDER BY 3 DESC, 4 DESC LIMIT %s'
+)
+SQLITE_FAILURE_GROUPS = (
+    'SELECT "name", json_extract("result", \'$.reason\'), count(*), max("completedAt"), '
+    'group_concat(DISTINCT "queue") FROM "_jobs" '
+    'WHERE "status" = ? AND "completedAt" >= ? GROUP BY 1, 2 ORDER BY 3 DESC, 4 DESC LIMIT ?'
+)
