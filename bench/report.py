@@ -83,6 +83,12 @@ def figures(data: dict[str, Any]) -> list[str]:
             f" {_n(_get(w, 'bullworker+rec', 'jobs_per_s'))} | {raw}"
             f" | {_ratio(_get(w, 'ratios', 'bullworker+rec/raw', 'ratio'))} | (reported) |"
         )
+        if "bullworker/asyncio" in w:
+            out.append(
+                f"| 1 | {label} jobs/s, uvloop vs asyncio's loop | {_n(_get(w, 'bullworker', 'jobs_per_s'))}"
+                f" | {_n(_get(w, 'bullworker/asyncio', 'jobs_per_s'))} asyncio"
+                f" | {_ratio(_get(w, 'ratios', 'uvloop/asyncio', 'ratio'))} | (reported) |"
+            )
         if "node" in w:
             out.append(
                 f"| 2 | {label} jobs/s vs Node BullMQ, 1 process each"
@@ -133,6 +139,15 @@ def figures(data: dict[str, Any]) -> list[str]:
             f" growth {mem['growth_first_to_last_mb']} MB:"
             f" {_mark(targets['RSS growth from 10k to 100k jobs (MB)']['met'])} (< 10 MB) |"
         )
+    dash = s.get("dashboard")
+    if dash and "pages" in dash:
+        for page, v in dash["pages"].items():
+            kind = "filtered" if v["filtered"] else "unfiltered"
+            what = f"dashboard job list at 1M rows, p95 of the {kind} pages (ms)"
+            out.append(
+                f"| 15 | dashboard `/jobs`, {_n(dash['rows'])} rows: {page}, p50 / p95 (ms)"
+                f" | {v['p50_ms']} / {v['p95_ms']} | | | {verdict(what)} |"
+            )
     st = s.get("startup")
     if st:
         for label in ("bullworker --help", "python -c 'import bullworker'"):

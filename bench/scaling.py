@@ -97,13 +97,15 @@ async def run_scaling(plan: Plan, log: Any) -> dict[str, Any]:
 
 
 async def wait_recorded(queue: str, prefix: str, limit: float) -> float:
-    """Wait until the finished sets are empty (all recorded); seconds waited."""
+    """Wait until no finished job waits to be recorded (those recorded may stay in Redis for
+    the keep window); seconds waited."""
+    from bullworker.history.backlog import recording_backlog
+
     client = redis_client()
     began = time.monotonic()
     try:
         while True:
-            base = f"{prefix}:{queue}:"
-            left = await client.zcard(base + "completed") + await client.zcard(base + "failed")
+            left = (await recording_backlog(client, prefix, queue)).total
             if left == 0:
                 return time.monotonic() - began
             if time.monotonic() - began > limit:

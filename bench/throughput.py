@@ -35,6 +35,8 @@ PYTHON_VARIANTS = (
     ("raw", "raw", False),
     ("bullworker", "bullworker", False),
     ("bullworker+rec", "bullworker", True),
+    # The same runner on asyncio's own loop (EVENT_LOOP=asyncio): what uvloop brings.
+    ("bullworker/asyncio", "bullworker-asyncio", False),
 )
 NODE_DIR = ROOT / "tests" / "node"
 
@@ -71,14 +73,16 @@ async def one_run(
     """Drain ``plan.jobs`` jobs with ``processes`` worker processes; their figures."""
     from bench.common import fill
 
-    async with own_prefix(label.replace("+", "-")) as prefix:
+    async with own_prefix(label.replace("+", "-").replace("/", "-")) as prefix:
         await fill(QUEUE, prefix, plan.jobs, JOB_NAMES[workload])
         conc = str(plan.concurrency)
         if kind == "node":
             argv = [shutil.which("node") or "node", "bench/node/worker.mjs", workload, QUEUE, conc]
         else:
-            argv = [python(), "-m", "bench.worker_proc", kind, workload, QUEUE, conc]
+            runs_as = kind.removesuffix("-asyncio")
+            argv = [python(), "-m", "bench.worker_proc", runs_as, workload, QUEUE, conc]
         extra = {"BULL_QUEUE": QUEUE, "RECORD_JOBS": "true" if record else "false"}
+        extra["EVENT_LOOP"] = "asyncio" if kind.endswith("-asyncio") else "auto"
         if record and schema:
             extra.update(DATABASE_URL=DATABASE_URL, DATABASE_SCHEMA=schema)
         env = python_env(prefix, **extra)
@@ -160,6 +164,8 @@ async def run(plan: Plan, log: Any) -> dict[str, Any]:
             if "node" in runs:
                 ratios["bullworker/node"] = _paired(runs, "bullworker", "node")
                 ratios["raw/node"] = _paired(runs, "raw", "node")
+            if "bullworker/asyncio" in runs:
+                ratios["uvloop/asyncio"] = _paired(runs, "bullworker", "bullworker/asyncio")
             summary["ratios"] = ratios
             result["workloads"][workload] = summary
     return result

@@ -70,8 +70,10 @@ def main(argv: list[str]) -> None:
     kind, workload, queue, concurrency = argv[0], argv[1], argv[2], int(argv[3])
     if kind == "raw":
         asyncio.run(run_raw(workload, queue, concurrency))
-    else:
-        asyncio.run(run_bullworker(queue, concurrency))
+    else:  # on the loop `bullworker start` would use (EVENT_LOOP)
+        from bullworker.runtime.loop import run
+
+        run(run_bullworker(queue, concurrency), os.environ.get("EVENT_LOOP", "auto"))
 
 
 if __name__ == "__main__":
