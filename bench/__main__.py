@@ -18,7 +18,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import enqueue, profile, recorder_bench, report, scaling, startup, throughput
+from bench import (
+    dashboard_bench,
+    enqueue,
+    profile,
+    recorder_bench,
+    report,
+    scaling,
+    startup,
+    throughput,
+)
 from bench.common import ROOT, Plan
 from bench.meta import describe, judge, load_average
 
@@ -35,6 +44,7 @@ SECTIONS: dict[str, Callable[[Plan, Callable[[str], None]], Awaitable[dict[str, 
     "recorder": recorder_bench.run,
     "memory": scaling.run_memory,
     "profile": profile.run,
+    "dashboard": dashboard_bench.run,
 }
 
 

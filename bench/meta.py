@@ -127,6 +127,10 @@ TARGETS = (
      ("enqueue", "queue_jobs/addBulk", "ratio"), ">=", 0.9),
     ("6", "RSS growth from 10k to 100k jobs (MB)",
      ("memory", "growth_first_to_last_mb"), "<", 10.0),
+    ("15", "dashboard job list at 1M rows, p95 of the unfiltered pages (ms)",
+     ("dashboard", "worst_p95_unfiltered_ms"), "<", 100),
+    ("15", "dashboard job list at 1M rows, p95 of the filtered pages (ms)",
+     ("dashboard", "worst_p95_filtered_ms"), "<", 100),
 )  # fmt: skip
 
 

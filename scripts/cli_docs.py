@@ -32,7 +32,7 @@ is called), or read it from `BULLWORKER_APP`. An error is one line on stderr sta
 `error:` and a non-zero exit status (see [errors.md](errors.md)).
 
 What the commands do, with examples: [operations.md](operations.md) (`stats`, `jobs`, `retry`,
-`prune`, `doctor`, `schedules`), [deployment.md](deployment.md) (`start`) and the
+`prune`, `doctor`, `schedules`, `queues`), [deployment.md](deployment.md) (`start`) and the
 [README](../README.md) (`start`, `queue`, `jobs`).
 
 Shell completion: `bullworker --install-completion` installs it for your shell (bash, zsh, fish

@@ -52,6 +52,7 @@ def test_every_section_runs_and_gives_figures(tmp_path: Path) -> None:
         "recorder",
         "memory",
         "profile",
+        "dashboard",
     }
 
     for workload in ("noop", "sleep"):
@@ -74,7 +75,10 @@ def test_every_section_runs_and_gives_figures(tmp_path: Path) -> None:
     assert [p["jobs"] for p in s["memory"]["points"]] == [0, 200, 600]
     assert all(positive(p["rss_kib"]) for p in s["memory"]["points"])
     assert positive(s["startup"]["bullworker --help"]["median_ms"])
-    assert {t["item"] for t in data["targets"]} == {"1", "3", "4", "5", "6"}
+    assert {t["item"] for t in data["targets"]} == {"1", "3", "4", "5", "6", "15"}
+    dashboard = s["dashboard"]
+    assert dashboard["rows"] > 0 and len(dashboard["pages"]) >= 6
+    assert all(positive(page["p95_ms"]) for page in dashboard["pages"].values())
 
     report = (tmp_path / "benchmarks.md").read_text()
     assert "## Machine and versions" in report and "## What the time goes to" in report

@@ -21,6 +21,9 @@ language) decides what happens. No block is left out, and a language not listed 
 - ``text``: output, logs or a diagram: not checked. (A fence without a language is refused,
   except for the files of ``UNTAGGED_FENCES``, whose untagged blocks are read as ``text``.)
 - ``js``: an ES module, checked with ``node --check``.
+- ``ts``: a TypeScript module, compiled by tests/node's ``tsc`` in strict mode beside
+  ``contracts/jobs.ts``: what ``bullworker contracts export`` writes for the page's ``tasks.py``
+  (a block ``# tasks.py``), or examples/contracts/generated/jobs.ts on a page without one.
 - ``ini``: parsed with configparser (a systemd unit); ``bullworker`` commands of ``Exec*`` keys
   are parsed as in ``sh``.
 - ``dockerfile``: every instruction must be a Dockerfile instruction; the JSON or shell form
@@ -74,6 +77,7 @@ import typer
 
 from bullworker import AppConfig
 from bullworker.cli import cli
+from tests.contracts_support import check_ts_block
 from tests.helpers import REDIS_URL, bullworker_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +110,7 @@ DOCKERFILE_INSTRUCTIONS = {
     "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL",
     "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
 }  # fmt: skip
-LANGUAGES = {"python", "sh", "console", "text", "js", "ini", "dockerfile", "yaml"}
+LANGUAGES = {"python", "sh", "console", "text", "js", "ts", "ini", "dockerfile", "yaml"}
 
 #: Runs one python block: top-level ``await`` allowed, as in an async function.
 RUN_BLOCK = """
@@ -165,7 +169,7 @@ ALL_BLOCKS = [block for page in PAGES for block in read_blocks(page)]
 
 
 def _marks(block: Block) -> list[pytest.MarkDecorator]:
-    return [pytest.mark.node] if block.language == "js" else []
+    return [pytest.mark.node] if block.language in ("js", "ts") else []
 
 
 # --- the CLI ------------------------------------------------------------------------------
@@ -425,6 +429,8 @@ def test_block(block: Block, workdirs: dict[str, Path], tmp_path: Path) -> None:
         check_console(block)
     elif language == "js":
         check_js(block, tmp_path)
+    elif language == "ts":
+        check_ts_block(block.text, block.where, workdirs[block.page], tmp_path)
     elif language == "ini":
         check_ini(block)
     elif language == "dockerfile":

@@ -11,9 +11,15 @@ from bullworker.cli import run
 
 # isort: split
 from bullworker.cli import ops
+
+# isort: split
+from bullworker.cli import queues
+
+# isort: split
+from bullworker.cli import contracts, dashboard
 from bullworker.cli.app import cli, run_cli
 
-__all__ = ["cli", "main", "ops", "run"]
+__all__ = ["cli", "contracts", "dashboard", "main", "ops", "queues", "run"]
 
 
 def main() -> None:

@@ -24,6 +24,8 @@ from bullworker.config.redaction import redact_url as redact
 from bullworker.config.tls import FILES as TLS_FILES
 from bullworker.config.tls import client_tls
 from bullworker.core.errors import ConfigError
+from bullworker.core.keep import keep_windows
+from bullworker.core.limits import RateLimit, parse_rate_limits
 
 #: A PostgreSQL schema name bullworker accepts (as ``store.schema.SCHEMA_NAME_RE``).
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -33,6 +35,8 @@ _DB_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg", "sqlite")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: Formats LOG_FORMAT (and ``--log-format``) accepts: plain lines, or one JSON object a line.
 LOG_FORMATS = ("text", "json")
+#: What ``EVENT_LOOP`` may say.
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -79,7 +83,7 @@ def queue_names(raw: str | None, setting: str) -> list[str]:
 
 
 def _is_secret(name: str) -> bool:
-    return "password" in name or name.endswith("_url")
+    return "password" in name or "token" in name or name.endswith("_url")
 
 
 class AppConfig:
@@ -142,6 +146,14 @@ class AppConfig:
     recorder_batch_size: int = 500
     #: Seconds between sweeps of the finished sets when no event arrives.
     recorder_sweep_interval: float = 5.0
+    #: A job's last log lines (``job.log``) its ``_jobs`` row keeps; 0 keeps none.
+    jobs_log_lines: int = 100
+    #: Recorded jobs kept in Redis for Node tools: the newest completed and failed of each queue
+    #: for at most KEEP_AGE ("none": any age; a 0 removes at once). QUEUE_KEEP="q=C/F/AGE,...".
+    keep_completed: int = 1000
+    keep_failed: int = 5000
+    keep_age: str | None = "1h"
+    queue_keep: str | None = None
     #: Seconds a recorder leader's lock lives without renewal (takeover time).
     leader_ttl: float = 10.0
     #: Age after which recorder leaders delete ``_jobs`` rows, e.g. ``"30d"``; unset keeps all.
@@ -156,6 +168,10 @@ class AppConfig:
     worker_lock_duration: int = 30_000
     worker_stalled_interval: int = 30_000
     worker_max_stalled_count: int = 1
+    #: Comma-separated ``queue=max/window`` rate limits (``emails=10/1s,reports=5/2m``):
+    #: at most ``max`` jobs of the queue start per window, across all its workers.
+    #: A queue's entry here wins over its job classes' ``RATE_LIMIT``.
+    queue_rate_limits: str | None = None
     #: Seconds running jobs get to finish on shutdown before a forced close.
     shutdown_grace: float = 25.0
     #: Seconds the event loop may stay blocked (an async handler calling blocking
@@ -166,6 +182,13 @@ class AppConfig:
     #: program has none (``bullworker start``, or an app hosted in an ASGI lifespan).
     log_level: str = "INFO"
     log_format: str = "text"
+    #: The event loop of ``bullworker start``: ``auto`` (uvloop when it is installed, as with
+    #: ``bullworker[fast]``), ``uvloop`` (required) or ``asyncio`` (the standard one).
+    event_loop: str = "auto"
+    #: The dashboard's credentials (docs/dashboard.md): a token, and/or HTTP basic ones.
+    dashboard_token: str | None = None
+    dashboard_user: str | None = None
+    dashboard_password: str | None = None
 
     _settings: ClassVar[dict[str, Any]] = {}
 
@@ -218,6 +241,9 @@ class AppConfig:
             )
         if self.recorder_batch_size < 1 or self.recorder_sweep_interval <= 0:
             raise ConfigError("RECORDER_BATCH_SIZE and RECORDER_SWEEP_INTERVAL must be positive")
+        lines = self.jobs_log_lines
+        if isinstance(lines, bool) or not isinstance(lines, int) or lines < 0:
+            raise ConfigError(f"JOBS_LOG_LINES={lines!r} must be a whole number, 0 or more")
         if self.leader_ttl < 1:
             raise ConfigError("LEADER_TTL must be at least 1 second")
         if self.redis_timeout <= 0:
@@ -236,12 +262,22 @@ class AppConfig:
         if self.jobs_retention_interval <= 0:
             raise ConfigError("JOBS_RETENTION_INTERVAL must be positive")
         queue_names(self.record_queues, "RECORD_QUEUES")
+        keep_windows(self.keep_completed, self.keep_failed, self.keep_age, self.queue_keep)
+        parse_rate_limits(self.queue_rate_limits, "QUEUE_RATE_LIMITS")
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(
                 f"LOG_LEVEL={self.log_level!r} is not a log level: use {', '.join(LOG_LEVELS)}"
             )
         if self.log_format.lower() not in LOG_FORMATS:
             raise ConfigError(f"LOG_FORMAT={self.log_format!r} is neither text nor json")
+        if self.event_loop not in EVENT_LOOPS:
+            raise ConfigError(
+                f"EVENT_LOOP={self.event_loop!r} must be one of {', '.join(EVENT_LOOPS)}"
+            )
+        if self.dashboard_token is not None and len(self.dashboard_token.strip()) < 16:
+            raise ConfigError("DASHBOARD_TOKEN must be at least 16 characters")
+        if bool(self.dashboard_user) != bool(self.dashboard_password):
+            raise ConfigError("DASHBOARD_USER and DASHBOARD_PASSWORD: set both or neither")
         self._check_redis_tls("bull")
 
     def _check_redis_tls(self, scope: str) -> None:
@@ -273,6 +309,11 @@ class AppConfig:
         if not self.worker_queues:
             return None
         return [q.strip() for q in self.worker_queues.split(",") if q.strip()]
+
+    @property
+    def rate_limits(self) -> dict[str, RateLimit]:
+        """``QUEUE_RATE_LIMITS`` by queue."""
+        return parse_rate_limits(self.queue_rate_limits, "QUEUE_RATE_LIMITS")
 
     @property
     def record_only_queues(self) -> list[str]:

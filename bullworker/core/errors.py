@@ -70,6 +70,12 @@ class BullmqIncompatible(BullworkerError):
     exit_code = EXIT_CONFIG
 
 
+class NodeBullmqUnsupported(BullworkerError):
+    """A queue's meta names a Node BullMQ too old to share the queue safely (refused to queue)."""
+
+    exit_code = EXIT_CONFIG
+
+
 class JobFailed(BullworkerError):
     """A handler raised; the message is ``"<ExceptionClass>: <message>"`` (BullMQ's ``failedReason``)."""
 
@@ -108,3 +114,72 @@ class AppLoadError(BullworkerError):
     """``--app`` does not name an importable bullworker App."""
 
     exit_code = EXIT_USAGE
+
+
+class UnrecoverableError(BullworkerError):
+    """Raised by a handler: fail the job now, without its remaining retries.
+
+    BullMQ's own ``UnrecoverableError`` works the same way; either way the
+    failed reason is ``"UnrecoverableError: <message>"``.
+    """
+
+
+class Snooze(BullworkerError):
+    """Raised by a handler: run the job again in ``delay`` seconds, without spending an attempt.
+
+    Node BullMQ's ``job.moveToDelayed`` followed by ``throw new DelayedError()``.
+    """
+
+    def __init__(self, delay: float) -> None:
+        if not isinstance(delay, int | float) or isinstance(delay, bool) or not delay >= 0:
+            raise ValueError(f"Snooze needs a delay of 0 or more seconds, got {delay!r}")
+        self.delay = float(delay)
+        super().__init__(f"snoozed for {self.delay:g} s")
+
+
+class JobCancelled(BullworkerError):
+    """A job was cancelled: raised inside its handler, or by ``JobContext.raise_if_cancelled``.
+
+    The job fails at once, without retries, with the reason ``"JobCancelled: <reason>"``,
+    and is recorded as ``cancelled``.
+    """
+
+
+class RateLimited(BullworkerError):
+    """Raised by a handler: the queue is rate-limited for ``delay`` seconds.
+
+    The job goes back to waiting without spending an attempt, and no worker of
+    the queue (Node's too) takes a job until the delay is over: Node BullMQ's
+    ``queue.rateLimit(ms)`` followed by ``throw Worker.RateLimitError()``.
+    """
+
+    def __init__(self, delay: float) -> None:
+        if not isinstance(delay, int | float) or isinstance(delay, bool) or not delay > 0:
+            raise ValueError(f"RateLimited needs a delay of more than 0 seconds, got {delay!r}")
+        self.delay = float(delay)
+        super().__init__(f"rate limited for {self.delay:g} s")
+
+
+class JobFailedError(BullworkerError):
+    """A job waited for (``wait=True``, ``handle.result()``) failed or was cancelled.
+
+    ``reason`` is its failed reason as BullMQ stores it, ``stack`` the stack
+    traces of its runs (Python's or Node's), ``status`` ``failed`` or ``cancelled``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "",
+        stack: list[str] | None = None,
+        status: str = "failed",
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.stack = list(stack or [])
+        self.status = status
+
+
+class ResultUnavailable(BullworkerError):
+    """A job waited for is neither in Redis nor in ``_jobs``: its result cannot be known."""

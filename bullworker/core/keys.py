@@ -7,7 +7,7 @@ CLI never spell a BullMQ key by hand elsewhere.
 
 from __future__ import annotations
 
-from bullworker.core.status import STATUSES, Status
+from bullworker.core.status import Status
 
 #: Namespace for keys that belong to bullworker rather than to BullMQ.
 OWN_NAMESPACE = "bw"
@@ -27,6 +27,29 @@ def leader_info_key(prefix: str, queue: str) -> str:
     return f"{prefix}:{OWN_NAMESPACE}:leader-info:recorder:{queue}"
 
 
+def lost_key(prefix: str, queue: str) -> str:
+    """Hash counting the finished jobs of ``queue`` that left Redis before they were recorded
+    (``removeOnComplete``/``removeOnFail`` of another producer): ``completed``, ``failed``, and
+    the last one's ``lastJob``, ``lastStatus`` and ``lastAt`` (ms). Written by the recorder."""
+    return f"{prefix}:{OWN_NAMESPACE}:lost:{queue}"
+
+
+def recorder_cursor_key(prefix: str, queue: str) -> str:
+    """The id of the last entry of the queue's event stream the recorder has read, so that a
+    new leader goes on from there."""
+    return f"{prefix}:{OWN_NAMESPACE}:recorder-cursor:{queue}"
+
+
+def cancel_channel(prefix: str) -> str:
+    """Pub/sub channel of cancel requests for running jobs, every queue (docs/node-interop.md)."""
+    return f"{prefix}:{OWN_NAMESPACE}:cancel"
+
+
+def cancel_requests_key(prefix: str, queue: str) -> str:
+    """Hash of one queue's pending cancel requests: job id -> request (JSON), with a TTL."""
+    return f"{prefix}:{OWN_NAMESPACE}:cancel:{queue}"
+
+
 def scheduler_id(job_name: str) -> str:
     """Stable job-scheduler id for a cron job class."""
     return f"{SCHEDULER_ID_PREFIX}{job_name}"
@@ -37,22 +60,77 @@ def queue_key(prefix: str, queue: str, suffix: str) -> str:
     return f"{prefix}:{queue}:{suffix}"
 
 
+def qualified_name(prefix: str, queue: str) -> str:
+    """``<prefix>:<queue>``, BullMQ's qualified name of a queue (a parent's ``queueKey``)."""
+    return f"{prefix}:{queue}"
+
+
 def job_key(prefix: str, queue: str, job_id: str) -> str:
     """The hash BullMQ keeps for one job."""
     return f"{prefix}:{queue}:{job_id}"
 
 
+def job_logs_key(prefix: str, queue: str, job_id: str) -> str:
+    """The list of a job's log lines (``job.log``), oldest first."""
+    return job_key(prefix, queue, job_id) + LOGS_SUFFIX
+
+
+#: Suffix of a job's log list (the recorder's Lua scripts spell it too).
+LOGS_SUFFIX = ":logs"
+
 #: Keys BullMQ may keep beside a job's hash (``<job key><suffix>``); the
 #: recorder deletes them with the job.
-JOB_SUBKEY_SUFFIXES = (":logs", ":dependencies", ":processed", ":failed", ":unsuccessful")
+JOB_SUBKEY_SUFFIXES = (LOGS_SUFFIX, ":dependencies", ":processed", ":failed", ":unsuccessful")
 
-#: The sets of finished jobs, scored by ``finishedOn``: the recorder's truth.
-FINISHED_SETS: tuple[Status, ...] = STATUSES
+#: The sets of finished jobs, scored by ``finishedOn``: the recorder's truth. (A
+#: cancelled job that ran is in ``failed``; see `bullworker.core.status`.)
+FINISHED_SETS: tuple[Status, ...] = ("completed", "failed")
 
-#: The stream of queue events; the recorder only uses it as a wake-up.
+#: The stream of queue events: the recorder reads which jobs finished there.
 EVENTS_SUFFIX = "events"
+
+#: Field the recorder sets in a job's hash once the job is recorded and kept in Redis:
+#: ``<finishedOn>:<attempts>:<log mark>`` of the run it recorded. BullMQ and Node ignore it; a
+#: retried job that finishes again has another ``finishedOn``, so it is recorded again.
+RECORDED_FIELD = "bwrec"
 
 
 def deduplication_key_prefix(prefix: str, queue: str) -> str:
     """``<prefix>:<queue>:de:`` + deduplication id holds the deduplicated job's id."""
     return f"{prefix}:{queue}:de:"
+
+
+# A parent's children in a flow, as BullMQ 6 keeps them beside the parent's hash
+# (``<job key><suffix>``, each member a child's job key ``<prefix>:<queue>:<id>``).
+#: Set of the children not finished yet (and of failed ones no failure option let go).
+DEPENDENCIES_SUFFIX = ":dependencies"
+#: Hash of the completed children: child key -> its result (JSON).
+PROCESSED_SUFFIX = ":processed"
+#: Hash of the failed children the parent runs without (``ignoreDependencyOnFailure``,
+#: ``continueParentOnFailure``): child key -> failed reason.
+IGNORED_SUFFIX = ":failed"
+#: Sorted set of the failed children that failed the parent (``failParentOnFailure``).
+UNSUCCESSFUL_SUFFIX = ":unsuccessful"
+
+
+def job_ref(prefix: str, key: str) -> str:
+    """``<queue>:<id>`` of the job key ``<prefix>:<queue>:<id>``.
+
+    The prefix may hold ``:``; a key of another prefix loses its own (queue names
+    and job ids have no ``:``).
+    """
+    head = f"{prefix}:"
+    if key.startswith(head):
+        return key[len(head) :]
+    parts = key.rsplit(":", 2)
+    return f"{parts[-2]}:{parts[-1]}" if len(parts) == 3 else key
+
+
+def parent_ref(prefix: str, parent: object, parent_key: object) -> str | None:
+    """``<queue>:<id>`` of a child's parent, from the fields ``parent`` (``{id, queueKey}``,
+    decoded) and ``parentKey`` of the child's hash; None for a job that is no child."""
+    if isinstance(parent, dict) and parent.get("id") and isinstance(parent.get("queueKey"), str):
+        return job_ref(prefix, f"{parent['queueKey']}:{parent['id']}")
+    if isinstance(parent_key, str) and parent_key:
+        return job_ref(prefix, parent_key)
+    return None

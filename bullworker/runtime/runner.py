@@ -8,6 +8,7 @@ import functools
 import logging
 import os
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -18,8 +19,12 @@ from bullworker.core.errors import DependencyError, QueueUnavailable
 from bullworker.core.errors import JobFailed as JobFailed
 from bullworker.core.hooks import JobHook, call_hooks
 from bullworker.core.jobs import JobDefinition, JobRegistry
+from bullworker.core.limits import RateLimit, queue_rate_limits
+from bullworker.runtime.backoff import Backoffs
+from bullworker.runtime.context import JobContext
 from bullworker.runtime.dispatch import Dispatcher, JobFactory, call_handler
 from bullworker.transport.bullmq_compat import require_bullmq
+from bullworker.transport.bullmq_compat.node_versions import log_node_versions
 from bullworker.transport.connection import bullmq_connection
 from bullworker.transport.probe import check_reachable
 
@@ -33,23 +38,12 @@ ELECTION_WAIT = 2.0
 
 
 class RunnerService(Protocol):
-    """Something the runner starts after its workers and stops before closing them."""
+    """Something the runner starts after its workers and stops before closing them (but
+    the recording service: it records until the workers have closed, then stops)."""
 
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
-
-
-def _unknown_backoff(attempts_made: int, backoff_type: str, err: Any, job: Any) -> int:
-    """Custom-backoff hook: an unknown ``backoff.type`` (from Node) fails the job now.
-
-    Without it bullmq leaves such a job active until the stalled checker finds it.
-    """
-    log.error(
-        "job %s id=%s has unknown backoff type %r: failing it without retry",
-        getattr(job, "name", "?"), getattr(job, "id", "?"), backoff_type,
-    )  # fmt: skip
-    return -1
 
 
 def _roles(roles: dict[str, str]) -> str:
@@ -81,8 +75,11 @@ class Runner:
         queues: list[str] | None = None,
         concurrency: int | None = None,
         hooks: list[JobHook] | None = None,
+        backoffs: Backoffs | None = None,
     ) -> None:
         self.config = config
+        #: The app's custom backoff strategies (an unknown type fails the job, saying so).
+        self.backoffs = backoffs or Backoffs()
         self.hooks: list[JobHook] = list(hooks or [])
         self.registry = registry
         self.factory = factory
@@ -101,11 +98,21 @@ class Runner:
         from bullworker.runtime.cron import CronService
 
         self.services.append(CronService(config, registry, self.queues))
+        from bullworker.runtime.cancel import CancelService
+
+        #: Acts on cancel requests (``bullworker jobs cancel``) for the jobs of this runner;
+        #: started first, so that the requests are read before the jobs they are for run.
+        self.cancels = CancelService(self)
+        self.services.insert(0, self.cancels)
         if config.loop_block_warning > 0:
             from bullworker.runtime.watchdog import LoopWatchdog
 
             self.services.append(LoopWatchdog(config.loop_block_warning))
         self.workers: dict[str, Any] = {}
+        #: The rate limit of each consumed queue that has one (set at start).
+        self.rate_limits: dict[str, RateLimit] = {}
+        #: Each queue's processor: the jobs running now, for cancel requests.
+        self.dispatchers: dict[str, Dispatcher] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._executor: ThreadPoolExecutor | None = None
         #: Thread pools given up because a sync handler overran its TIMEOUT in them.
@@ -130,8 +137,16 @@ class Runner:
         if problems:
             raise DependencyError("cannot build job(s): " + "; ".join(problems))
 
-    def _worker_options(self) -> dict[str, Any]:
-        return {
+    async def recorded_children(self, parent: str) -> dict[str, str]:
+        """The job names of the recorded children of ``parent`` (``<queue>:<id>``), by id:
+        for ``children_values(JobClass)`` once the recorder removed a child from Redis."""
+        if self.recording is None:
+            return {}
+        store = await self.recording.store()
+        return {row.id: row.name for row in await store.children_of(parent)}
+
+    def _worker_options(self, queue: str | None = None) -> dict[str, Any]:
+        opts: dict[str, Any] = {
             "prefix": self.config.bull_prefix,
             "concurrency": self.concurrency,
             "autorun": False,
@@ -143,9 +158,13 @@ class Runner:
             # An idle worker blocks on one server for drainDelay (5 s); with Sentinel it
             # checks every second that this server is still the master.
             "drainDelay": 1 if self.config.redis_settings("bull").sentinel_host else 5,
-            "settings": {"backoffStrategy": _unknown_backoff},
+            "settings": {"backoffStrategy": self.backoffs},
             "name": f"{socket.gethostname()}:{os.getpid()}",
         }
+        limit = self.rate_limits.get(queue) if queue is not None else None
+        if limit is not None:  # shared by every worker of the queue: one limiter key per queue
+            opts["limiter"] = limit.limiter()
+        return opts
 
     async def start(self) -> None:
         """Start one Worker per queue, then the services (recorder, cron...)."""
@@ -156,6 +175,8 @@ class Runner:
         from bullworker.runtime.worker import BullWorker
 
         self.check_dependencies()
+        limits = queue_rate_limits(self.registry, self.config.bull_queue, self.config.rate_limits)
+        self.rate_limits = {q: limits[q] for q in self.queues if q in limits}
         unconsumed = {
             d.name for d in self.registry if d.queue(self.config.bull_queue) not in self.queues
         }
@@ -171,14 +192,16 @@ class Runner:
         try:
             for queue in self.queues:
                 connection = bullmq_connection(redis, master_check_interval=1.0)
-                opts = {**self._worker_options(), "connection": connection}
-                worker = BullWorker(queue, Dispatcher(self, queue), opts)
+                opts = {**self._worker_options(queue), "connection": connection}
+                dispatcher = Dispatcher(self, queue, self.config.bull_prefix)
+                worker = BullWorker(queue, dispatcher, opts)
                 # croniter (pinned by bullmq) gets DST days wrong; compute next runs
                 # by wall-clock time as Node's cron-parser does.
                 use_repeat_strategy(worker)
                 worker.on("error", functools.partial(self._on_error, queue))
                 worker.on("stalled", functools.partial(self._on_stalled, queue))
                 self.workers[queue] = worker
+                self.dispatchers[queue] = dispatcher
                 try:
                     await asyncio.wait_for(worker.load_server_version(), self.config.redis_timeout)
                 except (TimeoutError, OSError) as exc:
@@ -204,6 +227,11 @@ class Runner:
             await self.stop(grace=0)
             raise
         log.info("runner started: %s", started)
+        log.debug("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
+        # A Node BullMQ 5.x sharing a queue, or one outside the tested range, is said now.
+        await log_node_versions(
+            self.workers, self.config.bull_prefix, log, self.config.redis_timeout
+        )
         self._started = True
 
     def _describe(self, roles: dict[str, str]) -> str:
@@ -216,6 +244,9 @@ class Runner:
             f"concurrency {self.concurrency}",
             f"jobs {', '.join(self.registry.names()) or 'none'}",
         ]
+        if self.rate_limits:
+            limits = ", ".join(f"{q} {limit}" for q, limit in self.rate_limits.items())
+            parts.append(f"rate limits {limits}")
         if self.recording is None:
             parts.append("recording off (RECORD_JOBS=false)")
         elif not roles:
@@ -233,9 +264,19 @@ class Runner:
             max_workers=self.concurrency * len(self.queues), thread_name_prefix="bullworker-job"
         )
 
-    async def run_handler(self, definition: JobDefinition, instance: Any, data: Any) -> Any:
+    async def run_handler(
+        self, definition: JobDefinition, instance: Any, data: Any, job: JobContext
+    ) -> Any:
         """Run ``handle`` (async, or sync in a thread) within the class's TIMEOUT."""
-        return await call_handler(definition, instance, data, self._executor, self._retire_executor)
+        await self.cancels.check(job)  # cancelled before it started: fails here
+        return await call_handler(
+            definition, instance, data, job, self._executor, self._retire_executor
+        )
+
+    def cancel_running(self, queue: str, job_id: str, reason: str) -> bool:
+        """Interrupt the job ``queue:job_id`` if it runs in this runner; False if it does not."""
+        dispatcher = self.dispatchers.get(queue)
+        return dispatcher is not None and dispatcher.cancel(job_id, reason)
 
     def _retire_executor(self, executor: ThreadPoolExecutor, name: str) -> None:
         """Give later jobs fresh threads: a thread cannot be stopped, and it holds its slot.
@@ -258,9 +299,12 @@ class Runner:
         """Stop taking jobs, wait up to ``grace`` seconds for running ones, then force-close.
 
         Jobs cut off by the forced close stay active in Redis and come back
-        through BullMQ's stalled-job check (at-least-once).
+        through BullMQ's stalled-job check (at-least-once). The recorder goes on
+        until the workers have closed, then records what finished meanwhile (within
+        what is left of ``grace``) and only then gives up its leadership.
         """
         grace = self.config.shutdown_grace if grace is None else grace
+        began = time.monotonic()
         if self._started:
             running = sum(worker.running_jobs for worker in self.workers.values())
             if running:
@@ -271,11 +315,11 @@ class Runner:
             else:
                 log.info("stopping: no job is running")
         for service in reversed(self.services):
-            try:
-                await service.stop()
-            except Exception:
-                log.exception("stopping %s failed", type(service).__name__)
+            if service is self.recording:
+                continue  # it records until the workers have closed (below)
+            await self._stop_service(service)
         workers, self.workers = list(self.workers.items()), {}
+        self.dispatchers = {}
         closing = {asyncio.ensure_future(w.close()): (q, w) for q, w in workers}
         if closing:
             _, pending = await asyncio.wait(closing, timeout=grace)
@@ -292,12 +336,22 @@ class Runner:
             if not task.done():
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.recording is not None:
+            if self._started:  # the jobs that finished meanwhile, within what is left of the grace
+                await self.recording.finish(grace - (time.monotonic() - began))
+            await self._stop_service(self.recording)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
         if self._running:
             log.info("runner stopped")
         self._running = self._started = False
+
+    async def _stop_service(self, service: RunnerService) -> None:
+        try:
+            await service.stop()
+        except Exception:
+            log.exception("stopping %s failed", type(service).__name__)
 
     def _on_error(self, queue: str, err: Any, job: Any = None) -> None:
         if job is not None:

@@ -47,7 +47,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from bullworker.config.settings import AppConfig, RedisSettings
 from bullworker.config.tls import client_tls
 from bullworker.core.errors import ConfigError
-from bullworker.transport.bullmq_compat import queue_client
+from bullworker.transport.bullmq_compat import flow_producer_client, queue_client
 from bullworker.transport.tls import TLSConnection, tls_refusal_in
 
 _SCHEMES = ("redis", "rediss", "unix")
@@ -334,6 +334,26 @@ async def close_queue(queue: Any, seconds: float) -> None:
         await asyncio.wait_for(queue.close(), seconds)
     finally:
         await close_sentinel_pool(queue_client(queue))
+
+
+def open_flow_producer(config: AppConfig) -> Any:
+    """A bullmq FlowProducer on the queues' Redis, built as :func:`open_queue` builds a Queue."""
+    from bullmq import FlowProducer
+
+    settings = config.redis_settings("bull")
+    producer = FlowProducer(
+        {"prefix": config.bull_prefix, "connection": bullmq_connection(settings)}
+    )
+    use_retry_policy(flow_producer_client(producer))
+    return producer
+
+
+async def close_flow_producer(producer: Any, seconds: float) -> None:
+    """Close a FlowProducer of :func:`open_flow_producer` (and a Sentinel pool it leaves open)."""
+    try:
+        await asyncio.wait_for(producer.close(), seconds)
+    finally:
+        await close_sentinel_pool(flow_producer_client(producer))
 
 
 async def close_sentinel_pool(client: Any) -> None:

@@ -66,6 +66,10 @@ REQUIRED: tuple[tuple[str, str], ...] = (
     ("bullmq.worker:Worker", "client"),
     ("bullmq.worker:Worker", "bclient"),
     ("bullmq.queue:Queue", "client"),
+    # Flows: the FlowProducer's client gets the retry policy too, and a parent's
+    # children are read with the client of the worker that runs it (through its job).
+    ("bullmq.flow_producer:FlowProducer", "backend"),
+    ("bullmq.backends.redis_backend:RedisBackend", "conn"),
     # Learning the server's version before run() keeps delayed jobs on time.
     ("bullmq.worker:Worker", "blockingRedisConnection"),
     ("bullmq.redis_connection:RedisConnection", "getRedisVersion"),
@@ -75,8 +79,45 @@ REQUIRED: tuple[tuple[str, str], ...] = (
     ("bullmq.job_scheduler", "default_repeat_strategy"),
     ("bullmq.worker:Worker", "_job_scheduler"),
     ("bullmq.queue:Queue", "_job_scheduler"),
+    # A failed run records the handler's stack; built-in backoffs get Node's jitter.
+    ("bullmq.job:Job", "updateStacktrace"),
+    ("bullmq.job:Job", "stacktrace"),
+    ("bullmq.backoffs:Backoffs", "builtin_strategies"),
     # get_scheduler turns this method's ValueError for a missing id into None.
     ("bullmq.queue:Queue", "getJobScheduler"),
+    # A job that failed for good takes the next one too (fetch-next).
+    ("bullmq.backends.redis_backend:RedisBackend", "moveToFailed"),
+    ("bullmq.backends.redis_backend:RedisBackend.moveToFailed", "fetch_next"),
+    # Rate limits as Node's worker honours them: the fetch waits for limitUntil
+    # (read from the limiter's TTL that these two return); a handler's RateLimited
+    # goes around the processor and is moved back with the port's unused script.
+    ("bullmq.worker:Worker", "getNextJob"),
+    ("bullmq.worker:Worker", "moveToActive"),
+    ("bullmq.worker:Worker", "limitUntil"),
+    ("bullmq.worker:Worker", "processor"),
+    ("bullmq.scripts", "raw2NextJobData"),
+    ("bullmq.redis_connection", "loadScript"),
+    ("bullmq.scripts:Scripts", "finishedErrors"),
+    # Node's client name on the blocking connection, and the worker's name in the
+    # packed options of moveToActive and of a fetch-next moveToFinished (processedBy).
+    ("bullmq.worker:Worker", "clientName"),
+    ("bullmq.worker:Worker", "_ensure_client_names"),
+    ("bullmq.redis_connection:RedisConnection", "set_client_name"),
+    ("bullmq.worker:Worker", "workerName"),
+    ("bullmq.worker:Worker", "prefix"),
+    ("bullmq.worker:Worker", "scripts"),
+    ("bullmq.backends.redis_backend:RedisBackend", "moveToActive"),
+    ("bullmq.scripts:Scripts", "commands"),
+    ("bullmq.scripts:Scripts", "getKeys"),
+    ("bullmq.scripts:Scripts", "keys"),
+    ("bullmq.scripts:Scripts", "moveToFinished"),
+    # Queueing where Node BullMQ 5.x keeps a paused queue's jobs (node_versions): the
+    # port's add scripts in bullworker's MULTI, as its addBulk does, then a script of ours.
+    ("bullmq.queue:Queue", "scripts"),
+    ("bullmq.queue:Queue", "jobsOpts"),
+    ("bullmq.queue:Queue", "qualifiedName"),
+    ("bullmq.scripts:Scripts", "addJob"),
+    ("bullmq.scripts:Scripts.addJob", "pipe"),
 )
 
 
@@ -204,6 +245,16 @@ def require_bullmq() -> None:
 def queue_client(queue: Any) -> Any:
     """The redis-py client a bullmq Queue built."""
     return queue.client
+
+
+def flow_producer_client(producer: Any) -> Any:
+    """The redis-py client a bullmq FlowProducer built."""
+    return producer.backend.conn
+
+
+def job_client(job: Any) -> Any:
+    """The redis-py client of whoever holds a bullmq Job (the worker running it)."""
+    return job.backend.conn
 
 
 def default_repeat_strategy(millis: int, opts: dict[str, Any]) -> int | None:
