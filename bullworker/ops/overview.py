@@ -16,6 +16,7 @@ from typing import Any
 from bullworker.app import App
 from bullworker.core import keys
 from bullworker.core.errors import QueueUnavailable
+from bullworker.history.backlog import read_lost
 from bullworker.ops.queues import QueueInfo, list_queues
 from bullworker.transport.connection import close_queue, open_queue
 from bullworker.transport.deadline import bounded
@@ -44,6 +45,8 @@ class QueueOverview:
     workers_error: str | None = None
     #: Seconds since the next job to start became due (None when none waits).
     oldest_waiting: float | None = None
+    #: Finished jobs that left Redis before they were recorded (`history.backlog.LostJobs`).
+    lost: int = 0
 
     @property
     def queue(self) -> str:
@@ -55,6 +58,7 @@ class QueueOverview:
             "workers": [w.to_dict() for w in self.workers],
             "workersError": self.workers_error,
             "oldestWaitingSeconds": self.oldest_waiting,
+            "lost": self.lost,
         }
 
 
@@ -126,10 +130,27 @@ async def oldest_waiting(app: App, queues: list[str]) -> dict[str, float | None]
     return ages
 
 
+async def lost_counts(app: App, queues: list[str]) -> dict[str, int]:
+    """Per queue, how many finished jobs left Redis unrecorded (the recorders' count)."""
+    config = app.config
+    client = await reachable_client(config.redis_settings("bull"))
+    try:
+        found = {}
+        for queue in queues:
+            lost = await bounded(
+                config, "read the lost jobs", read_lost(client, config.bull_prefix, queue)
+            )
+            found[queue] = lost.total
+        return found
+    finally:
+        await client.aclose()
+
+
 async def queues_overview(app: App) -> list[QueueOverview]:
-    """Every queue of `list_queues`, with its workers and oldest waiting job."""
+    """Every queue of `list_queues`, with its workers, oldest waiting job and lost jobs."""
     infos = await list_queues(app)
     ages = await oldest_waiting(app, [info.queue for info in infos])
+    lost = await lost_counts(app, [info.queue for info in infos])
     found = []
     for info in infos:
         try:
@@ -138,5 +159,7 @@ async def queues_overview(app: App) -> list[QueueOverview]:
             raise
         except Exception as exc:  # an error reply (no permission for CLIENT LIST...)
             workers, error = [], str(exc) or type(exc).__name__
-        found.append(QueueOverview(info, workers, error, ages.get(info.queue)))
+        found.append(
+            QueueOverview(info, workers, error, ages.get(info.queue), lost.get(info.queue, 0))
+        )
     return found

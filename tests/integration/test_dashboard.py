@@ -34,6 +34,7 @@ async def test_every_page_answers(seeded: Site) -> None:
         for queue in ("emails", "images", "default"):
             assert f'data-queue="{queue}"' in text
         assert "paused" in text  # images is paused
+        assert 'title="left Redis unrecorded: see bullworker doctor">2</span>' in text  # emails
         assert text.count('<svg class="chart"') >= 2 + 3  # two charts and a sparkline per queue
         assert "last hour" in text and "failure rate" in text
         day = await client.get("/", params={"window": "day"})
