@@ -367,8 +367,7 @@ def _functions(jobs: list[tuple[JobContract, str, str, str]], gen: _Generator) -
         f"    workers: WorkerService, name: {name}, data: {data}, **opts: Any\n"
         f") -> JobHandle[{result}]:\n"
         '    """Queue the job ``name`` (one of this module\'s) with ``data``, checked by name."""\n'
-        "    return await workers.queue_job_by_name(\n"
-        "        name, data, queue=QUEUES.get(name), force=True, **opts\n"
-        "    )\n"
+        "    return await workers.queue_job_by_name("
+        "name, data, queue=QUEUES.get(name), force=True, **opts)\n"
     )
     return "".join(parts)
