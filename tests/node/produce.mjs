@@ -31,6 +31,38 @@ async function lastEventId(stream) {
   }
 }
 
+// Every finish event since the first add, by job id. waitUntilFinished rejects
+// with "Missing key" when a job with removeOnComplete/removeOnFail finished
+// before its check ran, even though the job's finish event is in the stream (it
+// may have been handled before `add` resolved, or still be on its way to
+// QueueEvents). For such a job the outcome is its finish event, seen here.
+const seen = new Map();
+
+async function finishEvent(jobId) {
+  const until = Date.now() + waitMs;
+  while (!seen.has(jobId) && Date.now() < until) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return seen.get(jobId);
+}
+
+async function outcomeOf(job) {
+  if (!events) {
+    return undefined;
+  }
+  try {
+    return { resolved: true, value: await job.waitUntilFinished(events, waitMs) };
+  } catch (err) {
+    if (/Missing key/.test(String(err && err.message))) {
+      const event = await finishEvent(job.id);
+      if (event) {
+        return event;
+      }
+    }
+    return { resolved: false, error: String(err && err.message ? err.message : err) };
+  }
+}
+
 const queue = new Queue(cfg.queue, bullOptions(cfg));
 let events = null;
 try {
@@ -43,24 +75,22 @@ try {
       bullOptions(cfg, { lastEventId: await lastEventId(queue.keys.events) }),
     );
     events.on('progress', ({ jobId, data }) => progressEvents.push({ jobId, data }));
+    events.on('completed', ({ jobId, returnvalue }) =>
+      seen.set(jobId, { resolved: true, value: returnvalue }),
+    );
+    events.on('failed', ({ jobId, failedReason }) =>
+      seen.set(jobId, { resolved: false, error: failedReason }),
+    );
     await events.waitUntilReady();
   }
   const added = [];
+  const waits = [];
   for (const entry of jobs) {
-    added.push(await queue.add(entry.name, entry.data, entry.opts || {}));
+    const job = await queue.add(entry.name, entry.data, entry.opts || {});
+    added.push(job);
+    waits.push(outcomeOf(job));
   }
-  const outcomes = await Promise.all(
-    added.map(async (job) => {
-      if (!events) {
-        return undefined;
-      }
-      try {
-        return { resolved: true, value: await job.waitUntilFinished(events, waitMs) };
-      } catch (err) {
-        return { resolved: false, error: String(err && err.message ? err.message : err) };
-      }
-    }),
-  );
+  const outcomes = await Promise.all(waits);
   for (const [index, job] of added.entries()) {
     const stored = await queue.getJob(job.id);
     results.push({
