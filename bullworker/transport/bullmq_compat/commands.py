@@ -9,6 +9,9 @@
   an attempt (Node's ``RateLimitError``).
 - The Redis client name Node's ``Queue.getWorkers()`` (and so bull-board)
   looks for: ``<prefix>:<base64 of the queue>:w:<worker name>``.
+
+``moveToFinished`` goes through a pipelined lane (:mod:`.lane`) where the
+client allows one.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 
 from bullworker.core.errors import BullmqIncompatible
+from bullworker.transport.bullmq_compat.lane import ScriptLane
 
 #: Node's ``Number.MAX_SAFE_INTEGER``: the value ``Queue.rateLimit`` stores in the limiter key.
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -34,6 +38,8 @@ _BACK_TO_WAIT_SCRIPT = "moveJobFromActiveToWait-9.lua"
 #: moveToFinished's ARGV (0-based here): the fetch-next flag, and the packed options.
 _FETCH_NEXT_ARG = 5
 _PACKED_OPTS_ARG = 7
+#: msgpack's fixmap type byte (a map of up to 15 entries is 0x80 plus its size).
+_FIXMAP = 0x80
 
 
 def node_client_name(prefix: str, queue: str, worker_name: str | None = None) -> str:
@@ -68,6 +74,16 @@ class WorkerCommands:
         self._prefix_key: str = scripts.keys[""]
         self._client = worker.client
         self._move_to_finished = scripts.moveToFinished
+        finished = scripts.commands["moveToFinished"]
+        self._lane = (
+            ScriptLane(worker.client, finished) if ScriptLane.usable(worker.client) else None
+        )
+        # The worker's name as msgpack, appended to moveToFinished's packed options.
+        self._packed_name = (
+            msgpack.packb("name") + msgpack.packb(self.name, use_bin_type=True)
+            if self.name
+            else b""
+        )
 
     def install(self) -> None:
         """Name the worker in the ``moveToFinished`` calls that take the next job."""
@@ -93,10 +109,31 @@ class WorkerCommands:
     async def _move_to_finished_named(self, job_id: str, keys: list[Any], args: list[Any]) -> Any:
         """``Scripts.moveToFinished``; one that takes the next job names the worker."""
         if self.name and len(args) > _PACKED_OPTS_ARG and args[_FETCH_NEXT_ARG] == "1":
-            opts = msgpack.unpackb(args[_PACKED_OPTS_ARG], raw=False)
-            opts["name"] = self.name
-            args[_PACKED_OPTS_ARG] = msgpack.packb(opts, use_bin_type=True)
-        return await self._move_to_finished(job_id, keys, args)
+            args[_PACKED_OPTS_ARG] = self._with_name(args[_PACKED_OPTS_ARG])
+        if self._lane is None:
+            return await self._move_to_finished(job_id, keys, args)
+        from bullmq.scripts import raw2NextJobData
+
+        result = await self._lane.call(keys, args)
+        if isinstance(result, int) and result < 0:
+            raise self._scripts.finishedErrors(
+                {"code": result, "jobId": job_id, "command": "moveToFinished", "state": "active"}
+            )
+        return None if result is None else raw2NextJobData(result)
+
+    def _with_name(self, packed: bytes) -> bytes:
+        """The packed options map with ``name`` added (``processedBy``), without unpacking it."""
+        size = packed[0] - _FIXMAP
+        if 0 <= size < 15:  # a msgpack fixmap: bump its count, append the entry
+            return bytes((packed[0] + 1,)) + packed[1:] + self._packed_name
+        opts = msgpack.unpackb(packed, raw=False)
+        opts["name"] = self.name
+        return msgpack.packb(opts, use_bin_type=True)  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        """Close the pipelined lane, if there is one."""
+        if self._lane is not None:
+            await self._lane.close()
 
     async def rate_limit(self, delay_ms: int) -> None:
         """Node's ``Queue.rateLimit``: no worker of the queue with a limiter takes a job for a while."""

@@ -226,6 +226,7 @@ class BullWorker(RateLimitHandling, Worker):  # type: ignore[misc]
             self._jobs_done = True
             await super().close(force)
         finally:
+            await self.commands.close()
             await close_sentinel_pool(self.client)
 
     async def _close_locks_when_done(self) -> None:

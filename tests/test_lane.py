@@ -1,0 +1,100 @@
+"""The worker's pipelined lane for moveToFinished, against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from bullworker.transport.bullmq_compat.lane import ScriptLane
+from bullworker.transport.connection import use_retry_policy
+from tests.proxy import TcpProxy
+
+# Appends ARGV[1] to the list KEYS[1] and returns the list's length; fails on "boom".
+SCRIPT = """
+if ARGV[1] == 'boom' then return redis.error_reply('ERR boom') end
+return redis.call('RPUSH', KEYS[1], ARGV[1])
+"""
+
+
+def _script(client: aioredis.Redis) -> object:
+    # A comment nobody else's script has: its sha is not loaded yet (NOSCRIPT first).
+    return client.register_script(f"-- {uuid.uuid4().hex}\n{SCRIPT}")
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+async def test_calls_made_together_get_their_own_replies_in_order(
+    client: aioredis.Redis, prefix: str
+) -> None:
+    key = f"{prefix}:lane"
+    lane = ScriptLane(client, _script(client))
+    try:
+        assert await lane.call([key], ["loaded"]) == 1  # after NOSCRIPT, loaded and sent again
+        await client.delete(key)
+        replies = await asyncio.gather(
+            *(lane.call([key], [str(n)]) for n in range(50)), return_exceptions=True
+        )
+        assert sorted(replies) == list(range(1, 51))  # type: ignore[type-var]
+        assert await client.lrange(key, 0, -1) == [str(n) for n in range(50)]
+        mixed = await asyncio.gather(
+            lane.call([key], ["a"]), lane.call([key], ["boom"]), lane.call([key], ["b"]),
+            return_exceptions=True,
+        )  # fmt: skip
+        assert mixed[0] == 51 and mixed[2] == 52, mixed
+        assert isinstance(mixed[1], ResponseError) and "boom" in str(mixed[1])
+    finally:
+        await lane.close()
+        await client.delete(key)
+
+
+async def test_a_dropped_connection_is_reopened_and_the_call_retried(
+    redis_url: str, prefix: str
+) -> None:
+    target = urlsplit(redis_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    await proxy.start()
+    db = target.path.lstrip("/") or "0"
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{proxy.port}/{db}", decode_responses=True)
+    use_retry_policy(client)  # the policy a worker's client gets
+    key = f"{prefix}:lane"
+    lane = ScriptLane(client, _script(client))
+    try:
+        assert await lane.call([key], ["before"]) == 1
+        await proxy.cut()
+        pending = asyncio.create_task(lane.call([key], ["during"]))
+        await asyncio.sleep(0.5)
+        assert not pending.done()  # retried, not failed
+        await proxy.restore()
+        assert await asyncio.wait_for(pending, 10) == 2
+        assert await client.lrange(key, 0, -1) == ["before", "during"]
+    finally:
+        await lane.close()
+        await client.delete(key)
+        await client.aclose()
+        await proxy.cut()
+
+
+async def test_a_closed_lane_refuses_calls(client: aioredis.Redis, prefix: str) -> None:
+    lane = ScriptLane(client, _script(client))
+    assert await lane.call([f"{prefix}:lane"], ["x"]) == 1
+    await lane.close()
+    with pytest.raises(RedisConnectionError, match="closed"):
+        await lane.call([f"{prefix}:lane"], ["y"])
+    await client.delete(f"{prefix}:lane")
+
+
+def test_only_plain_clients_get_a_lane(redis_url: str) -> None:
+    assert ScriptLane.usable(aioredis.Redis.from_url(redis_url))
+    assert not ScriptLane.usable(object())
