@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from bullworker.transport.bullmq_compat.lane import ScriptLane
+from bullworker.transport.bullmq_compat.lane import Lane
 from bullworker.transport.connection import use_retry_policy
 from tests.proxy import TcpProxy
 
@@ -39,17 +39,20 @@ async def test_calls_made_together_get_their_own_replies_in_order(
     client: aioredis.Redis, prefix: str
 ) -> None:
     key = f"{prefix}:lane"
-    lane = ScriptLane(client, _script(client))
+    script = _script(client)
+    lane = Lane(client)
     try:
-        assert await lane.call([key], ["loaded"]) == 1  # after NOSCRIPT, loaded and sent again
+        assert (
+            await lane.call(script, [key], ["loaded"]) == 1
+        )  # after NOSCRIPT, loaded and sent again
         await client.delete(key)
         replies = await asyncio.gather(
-            *(lane.call([key], [str(n)]) for n in range(50)), return_exceptions=True
+            *(lane.call(script, [key], [str(n)]) for n in range(50)), return_exceptions=True
         )
         assert sorted(replies) == list(range(1, 51))  # type: ignore[type-var]
         assert await client.lrange(key, 0, -1) == [str(n) for n in range(50)]
         mixed = await asyncio.gather(
-            lane.call([key], ["a"]), lane.call([key], ["boom"]), lane.call([key], ["b"]),
+            lane.call(script, [key], ["a"]), lane.call(script, [key], ["boom"]), lane.call(script, [key], ["b"]),
             return_exceptions=True,
         )  # fmt: skip
         assert mixed[0] == 51 and mixed[2] == 52, mixed
@@ -69,11 +72,12 @@ async def test_a_dropped_connection_is_reopened_and_the_call_retried(
     client = aioredis.Redis.from_url(f"redis://127.0.0.1:{proxy.port}/{db}", decode_responses=True)
     use_retry_policy(client)  # the policy a worker's client gets
     key = f"{prefix}:lane"
-    lane = ScriptLane(client, _script(client))
+    script = _script(client)
+    lane = Lane(client)
     try:
-        assert await lane.call([key], ["before"]) == 1
+        assert await lane.call(script, [key], ["before"]) == 1
         await proxy.cut()
-        pending = asyncio.create_task(lane.call([key], ["during"]))
+        pending = asyncio.create_task(lane.call(script, [key], ["during"]))
         await asyncio.sleep(0.5)
         assert not pending.done()  # retried, not failed
         await proxy.restore()
@@ -87,14 +91,15 @@ async def test_a_dropped_connection_is_reopened_and_the_call_retried(
 
 
 async def test_a_closed_lane_refuses_calls(client: aioredis.Redis, prefix: str) -> None:
-    lane = ScriptLane(client, _script(client))
-    assert await lane.call([f"{prefix}:lane"], ["x"]) == 1
+    script = _script(client)
+    lane = Lane(client)
+    assert await lane.call(script, [f"{prefix}:lane"], ["x"]) == 1
     await lane.close()
     with pytest.raises(RedisConnectionError, match="closed"):
-        await lane.call([f"{prefix}:lane"], ["y"])
+        await lane.call(script, [f"{prefix}:lane"], ["y"])
     await client.delete(f"{prefix}:lane")
 
 
 def test_only_plain_clients_get_a_lane(redis_url: str) -> None:
-    assert ScriptLane.usable(aioredis.Redis.from_url(redis_url))
-    assert not ScriptLane.usable(object())
+    assert Lane.usable(aioredis.Redis.from_url(redis_url))
+    assert not Lane.usable(object())

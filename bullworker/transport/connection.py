@@ -48,6 +48,7 @@ from bullworker.config.settings import AppConfig, RedisSettings
 from bullworker.config.tls import client_tls
 from bullworker.core.errors import ConfigError
 from bullworker.transport.bullmq_compat import flow_producer_client, queue_client
+from bullworker.transport.bullmq_compat.lane import close_add_lane, use_add_lane
 from bullworker.transport.tls import TLSConnection, tls_refusal_in
 
 _SCHEMES = ("redis", "rediss", "unix")
@@ -325,6 +326,7 @@ def open_queue(config: AppConfig, name: str) -> Any:
     settings = config.redis_settings("bull")
     queue = Queue(name, {"prefix": config.bull_prefix, "connection": bullmq_connection(settings)})
     use_retry_policy(queue_client(queue))
+    use_add_lane(queue)
     return queue
 
 
@@ -333,6 +335,7 @@ async def close_queue(queue: Any, seconds: float) -> None:
     try:
         await asyncio.wait_for(queue.close(), seconds)
     finally:
+        await close_add_lane(queue)
         await close_sentinel_pool(queue_client(queue))
 
 

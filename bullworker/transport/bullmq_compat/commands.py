@@ -23,7 +23,7 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 
 from bullworker.core.errors import BullmqIncompatible
-from bullworker.transport.bullmq_compat.lane import ScriptLane
+from bullworker.transport.bullmq_compat.lane import Lane
 
 #: Node's ``Number.MAX_SAFE_INTEGER``: the value ``Queue.rateLimit`` stores in the limiter key.
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -74,10 +74,8 @@ class WorkerCommands:
         self._prefix_key: str = scripts.keys[""]
         self._client = worker.client
         self._move_to_finished = scripts.moveToFinished
-        finished = scripts.commands["moveToFinished"]
-        self._lane = (
-            ScriptLane(worker.client, finished) if ScriptLane.usable(worker.client) else None
-        )
+        self._finished = scripts.commands["moveToFinished"]
+        self._lane = Lane(worker.client) if Lane.usable(worker.client) else None
         # The worker's name as msgpack, appended to moveToFinished's packed options.
         self._packed_name = (
             msgpack.packb("name") + msgpack.packb(self.name, use_bin_type=True)
@@ -114,7 +112,7 @@ class WorkerCommands:
             return await self._move_to_finished(job_id, keys, args)
         from bullmq.scripts import raw2NextJobData
 
-        result = await self._lane.call(keys, args)
+        result = await self._lane.call(self._finished, keys, args)
         if isinstance(result, int) and result < 0:
             raise self._scripts.finishedErrors(
                 {"code": result, "jobId": job_id, "command": "moveToFinished", "state": "active"}

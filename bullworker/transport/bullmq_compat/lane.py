@@ -1,23 +1,25 @@
-"""A pipelined connection for the worker's hottest call, ``moveToFinished``.
+"""A pipelined connection for the hottest script calls: ``moveToFinished`` and the adds.
 
 Every finished job costs one ``moveToFinished`` script call (which also takes
-the next job). Through redis-py each call holds the client's only connection
-for a whole round trip: the worker's ten concurrent jobs queue on its lock,
-and each call pays its own send, wake-up and read. Node's ioredis instead
-writes every command at once and reads the replies in order.
+the next job), every queued job one add script. Through redis-py each call
+holds the client's only connection for a whole round trip: a worker's ten
+concurrent jobs queue on its lock, and each call pays its own send, wake-up
+and read. Node's ioredis instead writes every command at once and reads the
+replies in order.
 
-A lane does the same for one script: calls made in the same turn of the event
-loop go out in one write on a connection of their own, and their replies are
-read in order. The commands are packed by hiredis in one step. Nothing else
-changes: the same script (loaded again after a ``NOSCRIPT``), the same keys and
+A lane does the same: script calls made in the same turn of the event loop go
+out in one write on a connection of their own, and their replies are read in
+order. The commands are packed by hiredis in one step. Nothing else changes:
+the same scripts (loaded again after a ``NOSCRIPT``), the same keys and
 arguments, and the client's retry policy after a connection error, which
 reconnects the lane (over TLS or Sentinel too: the connection comes from the
-client's own pool).
+client's own pool). Calls inside a pipeline or transaction keep redis-py's path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,16 +29,19 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from bullworker.core.errors import BullmqIncompatible
+
+#: The scripts behind ``Queue.add``, one call per job (``addBulk`` uses a transaction).
+ADD_SCRIPTS = ("addStandardJob", "addDelayedJob", "addPrioritizedJob")
 #: Errors after which a lane's connection is dropped and the call tried again by the retry policy.
 _BROKEN = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.IncompleteReadError)
 
 
-class ScriptLane:
-    """Calls of one Lua script, pipelined on a connection from ``client``'s pool."""
+class Lane:
+    """Lua script calls, pipelined on a connection from ``client``'s pool."""
 
-    def __init__(self, client: Any, script: Any) -> None:
+    def __init__(self, client: Any) -> None:
         self._client = client
-        self._script = script  # redis-py's AsyncScript: .sha and .script
         self._pool = client.connection_pool
         self._retry = self._pool.connection_kwargs.get("retry")
         self._conn: Any = None
@@ -50,19 +55,24 @@ class ScriptLane:
         """Whether ``client`` is a plain client with a pool a lane can take a connection from."""
         return isinstance(client, Redis)  # not a RedisCluster, which routes by key
 
-    async def call(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """``EVALSHA`` the script with ``keys`` and ``args``; the reply, as redis-py would give it."""
-        if self._retry is None:
-            return await self._call_once(keys, args)
-        return await self._retry.call_with_retry(lambda: self._call_once(keys, args), _dropped)
+    async def call(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """``EVALSHA`` ``script`` (redis-py's ``AsyncScript``) with ``keys`` and ``args``.
 
-    async def _call_once(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        packed = hiredis.pack_command(("EVALSHA", self._script.sha, len(keys), *keys, *args))
+        The reply is what redis-py would return; a script's error is raised.
+        """
+        if self._retry is None:
+            return await self._call_once(script, keys, args)
+        return await self._retry.call_with_retry(
+            lambda: self._call_once(script, keys, args), _dropped
+        )
+
+    async def _call_once(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        packed = hiredis.pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))
         try:
             return await self._send(packed)
         except NoScriptError:  # a restarted or flushed server: load it, then once more
-            self._script.sha = await self._client.script_load(self._script.script)
-            packed = hiredis.pack_command(("EVALSHA", self._script.sha, len(keys), *keys, *args))
+            script.sha = await self._client.script_load(script.script)
+            packed = hiredis.pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))
             return await self._send(packed)
 
     async def _send(self, packed: bytes) -> Any:
@@ -126,6 +136,60 @@ class ScriptLane:
                 future.set_exception(RedisConnectionError("the worker's connection is closed"))
         self._queued = []
         await self._drop()
+
+
+class LaneScript:
+    """Stands in for an ``AsyncScript`` in bullmq's ``Scripts.commands``: calls go through
+    a lane, except those queued on a pipeline (``client=``), which keep redis-py's path."""
+
+    def __init__(self, lane: Lane, script: Any) -> None:
+        self.lane = lane
+        self.script = script
+
+    def __call__(
+        self,
+        keys: Sequence[Any] | None = None,
+        args: Sequence[Any] | None = None,
+        client: Any = None,
+    ) -> Any:
+        if client is not None:
+            return self.script(keys=keys, args=args, client=client)
+        return self.lane.call(self.script, keys or (), args or ())
+
+
+def use_lane(scripts: Any, client: Any, names: Sequence[str]) -> Lane | None:
+    """Send bullmq's ``names`` scripts of ``scripts`` through a new lane on ``client``.
+
+    Returns the lane (to close with its owner), or None for a client that cannot
+    have one (a Redis Cluster client routes each call by its keys itself).
+    """
+    if not Lane.usable(client):
+        return None
+    missing = [name for name in names if name not in scripts.commands]
+    if missing:
+        raise BullmqIncompatible(f"the installed bullmq lacks its {', '.join(missing)} script(s)")
+    lane = Lane(client)
+    for name in names:
+        scripts.commands[name] = LaneScript(lane, scripts.commands[name])
+    return lane
+
+
+#: The lane of each Queue that has one, closed with it.
+_QUEUE_LANES: weakref.WeakKeyDictionary[Any, Lane] = weakref.WeakKeyDictionary()
+
+
+def use_add_lane(queue: Any) -> None:
+    """Send ``queue.add``'s script calls through a lane (a connection opened on first use)."""
+    lane = use_lane(queue.scripts, queue.client, ADD_SCRIPTS)
+    if lane is not None:
+        _QUEUE_LANES[queue] = lane
+
+
+async def close_add_lane(queue: Any) -> None:
+    """Close the lane :func:`use_add_lane` gave ``queue``, if any."""
+    lane = _QUEUE_LANES.pop(queue, None)
+    if lane is not None:
+        await lane.close()
 
 
 async def _dropped(_error: Exception) -> None:
