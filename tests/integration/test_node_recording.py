@@ -124,7 +124,8 @@ async def test_a_node_producer_removing_finished_jobs_is_counted(
                 {"name": "EchoJob", "data": {"n": 1}, "opts": {"removeOnComplete": True}},
                 {"name": "FailingJob", "data": {"n": 2}, "opts": {"removeOnFail": True}},
             )
-            assert done["outcome"]["resolved"] is True and done["state"] == "unknown", done["outcome"]
+            outcome = done["outcome"]
+            assert outcome["resolved"] is True and done["state"] == "unknown", outcome
             assert failed["outcome"]["resolved"] is False, failed
 
             async def counted() -> bool:
