@@ -170,6 +170,27 @@ async def test_a_model_in_and_a_dataclass_out_through_the_runners_dispatch() -> 
         await run_job(app, Scale, {"x": 1})
 
 
+def test_the_runner_builds_every_validator_before_the_first_job() -> None:
+    reg = JobRegistry()
+
+    @worker_job(registry=reg)
+    class Scale(BaseJob[Point, Size]):
+        def handle(self, data: Point) -> Size:
+            return Size(data.x, data.y)
+
+    app = create_app(
+        config=AppConfig(environ={}, app_env="test"),
+        registry=reg,
+        tracing=False,
+        enable_worker=True,
+    )
+    [definition] = list(reg)
+    assert definition._adapters == {}  # built on first use, or by the runner's start checks
+    app.create_runner().check_dependencies()
+    assert set(definition._adapters) == {"in", "out"}
+    assert definition._adapters["in"] is not None and definition._adapters["out"] is not None
+
+
 def test_untyped_jobs_accept_any_json_and_none_becomes_empty_object() -> None:
     definition = _definition(Any)
     assert definition.to_wire(None) == {}

@@ -79,6 +79,11 @@ class JobDefinition:
                 self._adapters[which] = TypeAdapter(_pydantic_compatible(typ))
         return self._adapters[which]
 
+    def prepare(self) -> None:
+        """Build the payload and result validators now, not on the first job (a few ms each)."""
+        self._adapter("in")
+        self._adapter("out")
+
     def validate_input(self, data: Any) -> Any:
         """Validate a payload against ``In``; return the value the handler gets."""
         adapter = self._adapter("in")

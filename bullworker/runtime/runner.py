@@ -125,11 +125,13 @@ class Runner:
         return self._running
 
     def check_dependencies(self) -> None:
-        """Build every job once so a missing dependency fails at start, not at first job."""
+        """Build every job and its validators once: a missing dependency fails at start,
+        and the first job does not wait for its validator to be built."""
         problems = []
         for definition in self.registry:
             try:
                 self.factory(definition.cls)
+                definition.prepare()
             except DependencyError as exc:  # it names the job
                 problems.append(str(exc))
             except Exception as exc:
@@ -226,12 +228,13 @@ class Runner:
         except BaseException:
             await self.stop(grace=0)
             raise
-        log.info("runner started: %s", started)
-        log.debug("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
-        # A Node BullMQ 5.x sharing a queue, or one outside the tested range, is said now.
+        # A Node BullMQ 5.x sharing a queue, or one outside the tested range, is said now:
+        # before the start line, so that a job queued on seeing it does not wait for this.
         await log_node_versions(
             self.workers, self.config.bull_prefix, log, self.config.redis_timeout
         )
+        log.info("runner started: %s", started)
+        log.debug("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
         self._started = True
 
     def _describe(self, roles: dict[str, str]) -> str:
