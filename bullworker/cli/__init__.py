@@ -13,13 +13,16 @@ from bullworker.cli import run
 from bullworker.cli import ops
 
 # isort: split
+from bullworker.cli import history  # `jobs partition`, after the other `jobs` commands
+
+# isort: split
 from bullworker.cli import queues
 
 # isort: split
 from bullworker.cli import contracts, dashboard
 from bullworker.cli.app import cli, run_cli
 
-__all__ = ["cli", "contracts", "dashboard", "main", "ops", "queues", "run"]
+__all__ = ["cli", "contracts", "dashboard", "history", "main", "ops", "queues", "run"]
 
 
 def main() -> None:

@@ -212,6 +212,7 @@ class Recorder:
         if records or batch.gone:
             store = await self._store()
             if records:
+                await store.maintain()  # the partitions ahead, once an hour at most
                 written = await store.insert_records(records)
                 self.stats.rows_written += written
                 # Neither inserted nor updated: a row was there already. Whose is it?

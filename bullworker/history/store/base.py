@@ -78,9 +78,10 @@ def check_status(status: str | None) -> None:
 
 def to_naive_utc(value: datetime) -> datetime:
     """Aware datetime -> naive UTC truncated to milliseconds (naive input is taken as UTC)."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    if value.tzinfo is not None and value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    # One replace(): this runs four times per row written.
+    return value.replace(tzinfo=None, microsecond=value.microsecond // 1000 * 1000)
 
 
 def from_naive_utc(value: datetime) -> datetime:
@@ -134,6 +135,11 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     async def ensure_schema(self) -> None:
         """Create ``_jobs`` and its indexes if missing; safe to run concurrently."""
+
+    async def maintain(self) -> None:
+        """Periodic upkeep of the table, cheap when nothing is due (PostgreSQL: the
+        partitions ahead, `partitions`); the recorder calls it before it writes."""
+        return None
 
     @abc.abstractmethod
     async def insert_records(self, records: Sequence[JobRecord]) -> int:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import math
 import re
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -13,51 +14,26 @@ from typing import Any, NoReturn
 
 import psycopg
 from psycopg.rows import TupleRow
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from bullworker.config.redaction import redact_url, scrub, url_location, url_secrets
+from bullworker.history.store import partitions
 from bullworker.history.store import schema as q
+from bullworker.history.store import sql_partitions as p
 from bullworker.history.store.base import (
     Filters,
     JobRecord,
     JobStore,
     StoreError,
     StoreUnavailable,
+    check_status,
     from_naive_utc,
     to_naive_utc,
 )
+from bullworker.history.store.pg_write import BatchWriter, text_of
 
 Conn = psycopg.AsyncConnection[TupleRow]
-
-
-def _text(value: str, limit: int) -> str:
-    """Fit `value` into varchar(limit): PostgreSQL rejects NUL and overlong text."""
-    if "\x00" in value:
-        value = value.replace("\x00", "")
-    return value[:limit]
-
-
-def _without_nul(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_without_nul(v) for v in value]
-    return value
-
-
-def _dumps(value: Any) -> str:
-    """JSON for jsonb, which cannot hold ``\\u0000``: such characters are dropped."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    if "\\u0000" in text:
-        text = json.dumps(_without_nul(value), ensure_ascii=False, separators=(",", ":"))
-    return text
-
-
-def _jsonb(value: Any) -> Jsonb | None:
-    return None if value is None else Jsonb(value, dumps=_dumps)
+log = logging.getLogger("bullworker.store")
 
 
 def _record(row: Sequence[Any]) -> JobRecord:
@@ -81,10 +57,6 @@ def _record(row: Sequence[Any]) -> JobRecord:
         logs=row[15],
         parent=row[16],
     )
-
-
-def _naive(value: datetime | None) -> datetime | None:
-    return None if value is None else to_naive_utc(value)
 
 
 _UNKNOWN_HOST = re.compile(
@@ -129,7 +101,8 @@ class PostgresJobStore(JobStore):
         self._timeout = connect_timeout
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._open_lock = asyncio.Lock()
-        self._insert = q.pg_statement(q.PG_INSERT, self._table)
+        self._writer = BatchWriter(self._table)
+        self._maintain_at = 0.0  # when `maintain` looks at the partitions ahead next
         self._get = q.pg_statement(q.PG_GET, self._table)
         self._retries = q.pg_statement(q.PG_RETRIES, self._table)
         self._children = q.pg_statement(q.PG_CHILDREN, self._table)
@@ -221,6 +194,10 @@ class PostgresJobStore(JobStore):
             await self._ensure_schema(conn)
 
     async def _ensure_schema(self, conn: Conn) -> None:
+        await self._ensure_table(conn)
+        await self._maintain(conn)
+
+    async def _ensure_table(self, conn: Conn) -> None:
         cur = await conn.execute(q.PG_OBJECTS_PRESENT, (self._schema, q.PG_OBJECT_NAMES))
         row = await cur.fetchone()
         if row is not None and row[0] == len(q.PG_OBJECT_NAMES):
@@ -241,7 +218,10 @@ class PostgresJobStore(JobStore):
                 exists = await cur.fetchone()
                 if not (exists and exists[0]):
                     await conn.execute(q.pg_create_schema(self._schema))
-            for statement in q.pg_ddl(self._table):
+            if await partitions.relkind(conn, self._schema) is None:  # a new table
+                await partitions.create_partitioned(conn, self._schema, self._table)
+                return
+            for statement in q.pg_ddl(self._table):  # one an earlier version made
                 await conn.execute(statement)
             if not await self._status_check_current(conn):  # a table older than `cancelled`
                 for statement in q.pg_status_check(self._table):
@@ -256,36 +236,42 @@ class PostgresJobStore(JobStore):
         row = await cur.fetchone()
         return row is not None and row[0] > 0
 
+    async def maintain(self) -> None:
+        if time.monotonic() < self._maintain_at:
+            return
+        async with self._connection() as conn:
+            await self._maintain(conn)
+
+    async def _maintain(self, conn: Conn) -> None:
+        """Make the partitions ahead of a partitioned table; a failure (the table busy) is
+        logged and tried again a minute later: the default partition takes the rows."""
+        self._maintain_at = time.monotonic() + partitions.MAINTENANCE_INTERVAL
+        try:
+            if await partitions.relkind(conn, self._schema) == "p":
+                await partitions.ensure_ahead(conn, self._schema, self._table)
+        except psycopg.Error as exc:
+            if conn.closed:  # the server went away: as for any statement; look again next time
+                self._maintain_at = 0.0
+                raise
+            self._maintain_at = time.monotonic() + 60.0
+            log.warning("cannot make the _jobs partitions ahead (%s); trying again later", exc)
+
+    async def partitioned(self) -> bool:
+        """Whether ``_jobs`` is partitioned (`partitions`): one made by an earlier version is
+        not until `partition_table` migrates it."""
+        async with self._connection() as conn:
+            return await partitions.relkind(conn, self._schema) == "p"
+
+    async def partition_table(self) -> partitions.MigrationResult:
+        """Migrate an unpartitioned ``_jobs`` to a partitioned one (`partitions.migrate`)."""
+        async with self._connection() as conn:
+            return await partitions.migrate(conn, self._schema, self._table)
+
     async def insert_records(self, records: Sequence[JobRecord]) -> int:
         if not records:
             return 0
-        rows = [
-            (
-                _text(r.id, 255),
-                _text(r.queue, 255),
-                _text(r.queue_id, 255),
-                r.attempt,
-                _text(r.name, 255),
-                _jsonb(r.data),
-                None if r.trace_id is None else _text(r.trace_id, 32),
-                r.status,
-                _jsonb(r.result),
-                to_naive_utc(r.created_at),
-                to_naive_utc(r.should_execute_at),
-                _naive(r.executed_at),
-                to_naive_utc(r.completed_at),
-                None if r.retry_of is None else _text(r.retry_of, 255),
-                _jsonb(r.progress),
-                _jsonb(r.logs),
-                None if r.parent is None else _text(r.parent, 255),
-            )
-            for r in records
-        ]
-        # Primary-key order: two recorders inserting overlapping batches cannot deadlock.
-        rows.sort(key=lambda row: (row[0], row[9], row[3]))
-        async with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.executemany(self._insert, rows)  # pipelined: one round trip
-            return max(cur.rowcount, 0)  # summed over the batch: rows inserted or updated
+        async with self._connection() as conn:
+            return await self._writer.write(conn, records)
 
     def _filtered(self, template: str, filters: Filters) -> tuple[psycopg.sql.Composed, list[Any]]:
         """`template` with its ``{where}`` filled from `filters`."""
@@ -319,18 +305,54 @@ class PostgresJobStore(JobStore):
             row = await cur.fetchone()
             return 0 if row is None else int(row[0])
 
-    async def _prune_batch(self, older_than: datetime, status: str | None, limit: int) -> int:
+    async def prune(
+        self, *, older_than: datetime, status: str | None = None, batch_size: int = 5000
+    ) -> int:
+        """`JobStore.prune`; on a partitioned table, whole day partitions are dropped when
+        every row of theirs is old enough, and the others pruned one by one."""
+        async with self._connection() as conn:
+            kind = await partitions.relkind(conn, self._schema)
+            names = sorted(await partitions.partition_names(conn, self._schema))
+        if kind != "p":
+            return await super().prune(older_than=older_than, status=status, batch_size=batch_size)
+        check_status(status)
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        cutoff, total = to_naive_utc(older_than), 0
+        for name in names:
+            if status is None:  # with a status, other rows may stay: never a whole partition
+                async with self._connection() as conn:
+                    dropped = await partitions.drop_if_old(
+                        conn, self._schema, self._table, name, cutoff
+                    )
+                if dropped is not None:
+                    total += dropped
+                    continue
+            part = p.ident(self._schema, name)
+            while (deleted := await self._prune_batch(older_than, status, batch_size, part)) > 0:
+                total += deleted
+                if deleted < batch_size:
+                    break
+        return total
+
+    async def _prune_batch(
+        self,
+        older_than: datetime,
+        status: str | None,
+        limit: int,
+        table: psycopg.sql.Identifier | None = None,
+    ) -> int:
         status_sql = "" if status is None else q.PG_PRUNE_STATUS
-        statement = q.pg_statement(q.PG_PRUNE, self._table, status=status_sql)
+        statement = q.pg_statement(q.PG_PRUNE, table or self._table, status=status_sql)
         params: list[Any] = [to_naive_utc(older_than)]
         params += [] if status is None else [status]
-        params.append(limit)
+        params = [*params, *params, limit]
         async with self._connection() as conn:  # autocommitted: one short transaction
             return max((await conn.execute(statement, params)).rowcount, 0)
 
     async def delete_record(self, record: JobRecord) -> int:
         key = (
-            _text(record.id, 255),
+            text_of(record.id, 255),
             to_naive_utc(record.created_at),
             record.attempt,
             to_naive_utc(record.completed_at),

@@ -139,8 +139,9 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = coalesce(%s, current_schema()) AND c.relname = %s
 AND k.conname = %s AND position(%s in pg_get_constraintdef(k.oid)) > 0"""
 
-#: Insert of one row, sent with executemany() in pipeline mode inside one
-#: transaction (measured faster than one INSERT ... SELECT FROM unnest(arrays)).
+#: Insert of one row. A batch goes through `sql_partitions.PG_INSERT_STAGED`, the same
+#: statement fed by a staging table; one that holds a key twice is sent row by row with
+#: executemany() in pipeline mode, in one transaction (`pg_write`).
 #: A row of the same key is left alone, except that the same job (same
 #: ``completedAt`` too: never another job's row) read again later gets its new
 #: progress and log lines; never fewer lines, so that a recorder which read the
@@ -176,8 +177,10 @@ PG_CHILDREN = (
     'ORDER BY "createdAt", "id", "attempt"'
 )
 #: One prune batch (a short transaction of its own); ``= ANY(ARRAY(...))`` gives a TID scan.
+#: The condition is there twice: a ``ctid`` is unique only within one table, and on a
+#: partitioned ``_jobs`` (`sql_partitions`) another partition can hold the same one.
 PG_PRUNE = (
-    "DELETE FROM {table} WHERE ctid = ANY(ARRAY("
+    'DELETE FROM {table} WHERE "completedAt" < %s {status} AND ctid = ANY(ARRAY('
     'SELECT ctid FROM {table} WHERE "completedAt" < %s {status} LIMIT %s))'
 )
 PG_PRUNE_STATUS = 'AND "status" = %s'
@@ -331,81 +334,3 @@ SQLITE_DELETE_RECORD = (
     'AND "completedAt" = ? AND "status" = ?'
 )
 SQLITE_PING = "SELECT 1"
-
-
-# --------------------------------------------------------------------------- dashboard views
-# `views`: job lists without payloads (keyset pages), completions per time bucket, failures grouped.
-
-#: The failed reason of a failed or cancelled row (None for a completed one), per dialect.
-PG_REASON = """CASE WHEN "status" <> 'completed' THEN "result"->>'reason' END"""
-SQLITE_REASON = """CASE WHEN "status" <> 'completed' THEN json_extract("result", '$.reason') END"""
-#: Columns of a listed row (`views.JobSummary`), in order; ``{reason}`` is the dialect's.
-SUMMARY_COLUMNS = (
-    '"queue", "queueId", "attempt", "name", "status", {reason}, "createdAt", "executedAt", '
-    '"completedAt", "retryOf", "parent"'
-)
-
-
-def list_where(
-    placeholder: str,
-    reason: str,
-    *,
-    text: str | None = None,
-    before: tuple[Any, str] | None = None,
-    failures: bool = False,
-    **filters: Any,
-) -> tuple[str, list[Any]]:
-    """`where_clause` of ``filters``, plus: a case-insensitive ``text`` in the failed reason; the
-    keyset bound ``before`` (``completedAt``, ``id`` of the previous page's last row); with
-    ``failures`` (implied by ``text``), only the rows that have a reason."""
-    where, params = where_clause(placeholder, **filters)
-    extra: list[str] = []
-    if (text or failures) and filters.get("status") is None:  # an index finds them
-        extra.append(""""status" IN ('failed', 'cancelled')""")
-    if text:
-        like = "ILIKE" if placeholder == "%s" else "LIKE"  # SQLite's LIKE ignores ASCII case
-        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        extra.append(f"({reason}) {like} {placeholder} ESCAPE '\\'")
-        params.append(f"%{escaped}%")
-    if before is not None:  # the first bound is one an index on (..., "completedAt") seeks to
-        extra.append(f'"completedAt" <= {placeholder}')
-        extra.append(f'("completedAt", "id") < ({placeholder}, {placeholder})')
-        params += [before[0], *before]
-    joined = " AND ".join(extra)
-    if not joined:
-        return where, params
-    return (f"{where} AND {joined}" if where else f"WHERE {joined}"), params
-
-
-#: One page of a job list; `list_where` output goes into ``{where}``.
-PG_LIST = (
-    "SELECT " + SUMMARY_COLUMNS.format(reason=PG_REASON) + " FROM {table} {where} "
-    'ORDER BY "completedAt" DESC, "id" DESC LIMIT %s'
-)
-SQLITE_LIST = (
-    "SELECT " + SUMMARY_COLUMNS.format(reason=SQLITE_REASON) + ' FROM "_jobs" {where} '
-    'ORDER BY "completedAt" DESC, "id" DESC LIMIT ?'
-)
-#: ``completedAt`` of the n-th newest matching row: the end of a text search's window.
-PG_NTH = 'SELECT "completedAt" FROM {table} {where} ORDER BY "completedAt" DESC OFFSET %s LIMIT 1'
-SQLITE_NTH = 'SELECT "completedAt" FROM "_jobs" {where} ORDER BY 1 DESC LIMIT 1 OFFSET ?'
-#: Rows per queue, bucket (seconds since 1970 // bucket seconds) and status, since a moment.
-PG_THROUGHPUT = (
-    'SELECT "queue", floor(extract(epoch FROM "completedAt") / %s)::bigint, "status", count(*) '
-    'FROM {table} WHERE "completedAt" >= %s GROUP BY 1, 2, 3'
-)
-SQLITE_THROUGHPUT = (
-    """SELECT "queue", CAST(strftime('%s', "completedAt") AS INTEGER) / ?, "status", count(*) """
-    'FROM "_jobs" WHERE "completedAt" >= ? GROUP BY 1, 2, 3'
-)
-#: Failures since a moment grouped by job name and reason: count, the latest, the queues.
-PG_FAILURE_GROUPS = (
-    'SELECT "name", "result"->>\'reason\', count(*), max("completedAt"), '
-    "string_agg(DISTINCT \"queue\", ',') FROM {table} "
-    'WHERE "status" = %s AND "completedAt" >= %s GROUP BY 1, 2 ORDER BY 3 DESC, 4 DESC LIMIT %s'
-)
-SQLITE_FAILURE_GROUPS = (
-    'SELECT "name", json_extract("result", \'$.reason\'), count(*), max("completedAt"), '
-    'group_concat(DISTINCT "queue") FROM "_jobs" '
-    'WHERE "status" = ? AND "completedAt" >= ? GROUP BY 1, 2 ORDER BY 3 DESC, 4 DESC LIMIT ?'
-)

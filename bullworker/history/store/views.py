@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bullworker.history.store import schema as q
+from bullworker.history.store import sql_views as v
 from bullworker.history.store.base import (
     JobStore,
     StoreError,
@@ -77,7 +78,7 @@ class ListFilters:
         check_status(self.status)
         if self.text is not None and len(self.text) > MAX_TEXT:
             raise ValueError(f"the text searched for is longer than {MAX_TEXT} characters")
-        return q.list_where(
+        return v.list_where(
             placeholder,
             reason,
             queue=self.queue,
@@ -132,9 +133,9 @@ def _summary(row: Sequence[Any]) -> JobSummary:
 def _dialect(store: JobStore) -> tuple[str, str, Callable[[datetime], Any]]:
     """The placeholder, failed-reason expression and datetime writer of ``store``'s SQL."""
     if isinstance(store, PostgresJobStore):
-        return "%s", q.PG_REASON, to_naive_utc
+        return "%s", v.PG_REASON, to_naive_utc
     if isinstance(store, SqliteJobStore):
-        return "?", q.SQLITE_REASON, _sqlite_ts
+        return "?", v.SQLITE_REASON, _sqlite_ts
     raise StoreError(f"{type(store).__name__} has no dashboard views")
 
 
@@ -191,14 +192,14 @@ def _window(filters: ListFilters) -> ListFilters:
 
 async def _page(store: JobStore, filters: ListFilters, limit: int) -> list[JobSummary]:
     where, params = filters.where(*_dialect(store))
-    rows = await _rows(store, q.PG_LIST, q.SQLITE_LIST, [*params, limit], where)
+    rows = await _rows(store, v.PG_LIST, v.SQLITE_LIST, [*params, limit], where)
     return [_summary(row) for row in rows]
 
 
 async def _nth(store: JobStore, filters: ListFilters, offset: int) -> datetime | None:
     """The ``completedAt`` of the matching row ``offset`` rows down, None past the last."""
     where, params = filters.where(*_dialect(store))
-    rows = await _rows(store, q.PG_NTH, q.SQLITE_NTH, [*params, offset], where)
+    rows = await _rows(store, v.PG_NTH, v.SQLITE_NTH, [*params, offset], where)
     return _moment(rows[0][0]) if rows else None
 
 
@@ -211,7 +212,7 @@ async def throughput(
         raise ValueError("bucket_seconds must be at least 1")
     moment = _dialect(store)[2]
     params = [bucket_seconds, moment(since)]
-    rows = await _rows(store, q.PG_THROUGHPUT, q.SQLITE_THROUGHPUT, params)
+    rows = await _rows(store, v.PG_THROUGHPUT, v.SQLITE_THROUGHPUT, params)
     return [(str(r[0]), int(r[1]) * bucket_seconds, str(r[2]), int(r[3])) for r in rows]
 
 
@@ -220,7 +221,7 @@ async def failure_groups(store: JobStore, since: datetime, limit: int = 100) -> 
     the largest groups first."""
     moment = _dialect(store)[2]
     params = ["failed", moment(since), limit]
-    rows = await _rows(store, q.PG_FAILURE_GROUPS, q.SQLITE_FAILURE_GROUPS, params)
+    rows = await _rows(store, v.PG_FAILURE_GROUPS, v.SQLITE_FAILURE_GROUPS, params)
     return [
         FailureGroup(
             name=str(r[0]),
