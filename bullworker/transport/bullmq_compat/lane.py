@@ -100,7 +100,9 @@ class Lane:
             if self._conn is None:
                 self._conn = await self._pool.get_connection()
             conn = self._conn
-            await conn.send_packed_command([packed for packed, _ in batch], check_health=False)
+            # check_health: a Sentinel connection checks there that its server is still the
+            # master (bullworker's MASTER_CHECK), once for the whole batch.
+            await conn.send_packed_command([packed for packed, _ in batch], check_health=True)
             for _, future in batch:
                 try:
                     reply = await conn.read_response()
