@@ -24,6 +24,8 @@ from bullworker import AppConfig
 
 REDIS_URL = os.environ.get("BULLWORKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_DSN = os.environ.get("BULLWORKER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+#: A seed node of the Redis Cluster of tests/integration/test_cluster.py (scripts/test starts one).
+REDIS_CLUSTER_URL = os.environ.get("BULLWORKER_TEST_REDIS_CLUSTER_URL", "")
 
 
 def app_config(**settings: Any) -> AppConfig:

@@ -17,15 +17,17 @@ import re
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from bullworker.config.redaction import redact_url as redact
+from bullworker.config.redis_settings import RedisSettings, check_redis, scoped_redis_settings
 from bullworker.config.tls import FILES as TLS_FILES
 from bullworker.config.tls import client_tls
 from bullworker.core.errors import ConfigError
 from bullworker.core.keep import keep_windows
 from bullworker.core.limits import RateLimit, parse_rate_limits
+
+__all__ = ["EVENT_LOOPS", "LOG_FORMATS", "LOG_LEVELS", "AppConfig", "RedisSettings", "queue_names"]
 
 #: A PostgreSQL schema name bullworker accepts (as ``store.schema.SCHEMA_NAME_RE``).
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -109,6 +111,8 @@ class AppConfig:
     #: Credentials of the sentinels themselves (REDIS_PASSWORD is the data nodes').
     redis_sentinel_username: str | None = None
     redis_sentinel_password: str | None = None
+    #: REDIS_URL (or REDIS_HOST/REDIS_PORT) is a seed node of a Redis Cluster.
+    redis_cluster: bool = False
 
     # BULL_REDIS_* override REDIS_* for the queues, one key at a time.
     bull_redis_url: str | None = None
@@ -126,6 +130,7 @@ class AppConfig:
     bull_redis_sentinel_name: str | None = None
     bull_redis_sentinel_username: str | None = None
     bull_redis_sentinel_password: str | None = None
+    bull_redis_cluster: bool | None = None
 
     bull_prefix: str = "bull"
     bull_queue: str = "default"
@@ -279,6 +284,8 @@ class AppConfig:
         if bool(self.dashboard_user) != bool(self.dashboard_password):
             raise ConfigError("DASHBOARD_USER and DASHBOARD_PASSWORD: set both or neither")
         self._check_redis_tls("bull")
+        queues = [self.bull_queue, *queue_names(self.record_queues, "RECORD_QUEUES")]
+        check_redis(self, "bull", self.bull_prefix, [*queues, *(self.consumed_queues or [])])
 
     def _check_redis_tls(self, scope: str) -> None:
         """The TLS files of a scope: paired, loadable, and for a TLS connection."""
@@ -322,45 +329,7 @@ class AppConfig:
 
     def redis_settings(self, scope: str | None = "bull") -> RedisSettings:
         """Redis settings for a scope: ``BULL_REDIS_*`` keys win over ``REDIS_*``."""
-
-        def pick(key: str) -> Any:
-            scoped = getattr(self, f"{scope}_redis_{key}", None) if scope else None
-            return scoped if scoped is not None else getattr(self, f"redis_{key}")
-
-        scoped_url = getattr(self, f"{scope}_redis_url", None) if scope else None
-        scoped_host = getattr(self, f"{scope}_redis_host", None) if scope else None
-        scoped_sentinel = getattr(self, f"{scope}_redis_sentinel_host", None) if scope else None
-        sentinel = pick("sentinel_host")
-        if (scoped_url or scoped_host) and scoped_sentinel is None:
-            sentinel = None  # a scoped address beats a global sentinel
-        url = scoped_url if scoped_url or scoped_host else self.redis_url
-        if sentinel:
-            env = f"{scope.upper()}_" if scope and scoped_sentinel is not None else ""
-            source = f"{env}REDIS_SENTINEL_HOST and {env}REDIS_SENTINEL_PORT"
-        elif url:
-            source = f"{scope.upper()}_REDIS_URL" if scope and scoped_url else "REDIS_URL"
-        else:
-            env = f"{scope.upper()}_" if scope and scoped_host else ""
-            source = f"{env}REDIS_HOST and {env}REDIS_PORT"
-        return RedisSettings(
-            url=None if sentinel else url,
-            host=pick("host"),
-            port=pick("port"),
-            username=pick("username"),
-            password=pick("password"),
-            db=pick("db"),
-            tls=pick("tls"),
-            tls_ca_file=pick("tls_ca_file"),
-            tls_cert_file=pick("tls_cert_file"),
-            tls_key_file=pick("tls_key_file"),
-            sentinel_host=sentinel,
-            sentinel_port=pick("sentinel_port"),
-            sentinel_name=pick("sentinel_name"),
-            sentinel_username=pick("sentinel_username"),
-            sentinel_password=pick("sentinel_password"),
-            timeout=self.redis_timeout,
-            source=source,
-        )
+        return scoped_redis_settings(self, scope)
 
     def __repr__(self) -> str:
         parts = []
@@ -370,46 +339,3 @@ class AppConfig:
                 value = redact(str(value)) if name.endswith("_url") else "***"
             parts.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(parts)})"
-
-
-@dataclass(frozen=True, slots=True)
-class RedisSettings:
-    """Where and how to reach one Redis deployment."""
-
-    url: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 6379
-    username: str | None = None
-    password: str | None = None
-    db: int = 0
-    tls: bool = False
-    tls_ca_file: str | None = None
-    tls_cert_file: str | None = None
-    tls_key_file: str | None = None
-    sentinel_host: str | None = None
-    sentinel_port: int = 26379
-    sentinel_name: str = "mymaster"
-    sentinel_username: str | None = None
-    sentinel_password: str | None = None
-    timeout: float = 10.0
-    #: The settings that name this server (``REDIS_URL``...), for hints in errors.
-    source: str = field(default="", compare=False)
-
-    @property
-    def uses_tls(self) -> bool:
-        """Whether connections to the data nodes use TLS (``rediss://`` or ``tls``)."""
-        if self.url and not self.sentinel_host:
-            return self.url.partition("://")[0].lower() == "rediss"
-        return self.tls
-
-    def describe(self) -> str:
-        """A human description without secrets, for logs and errors."""
-        if self.sentinel_host:
-            return f"sentinel {self.sentinel_host}:{self.sentinel_port} ({self.sentinel_name})"
-        if self.url:
-            return redact(self.url)
-        scheme = "rediss" if self.tls else "redis"
-        return f"{scheme}://{self.host}:{self.port}/{self.db}"
-
-    def __repr__(self) -> str:
-        return f"RedisSettings({self.describe()})"

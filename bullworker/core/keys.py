@@ -75,6 +75,11 @@ def job_logs_key(prefix: str, queue: str, job_id: str) -> str:
     return job_key(prefix, queue, job_id) + LOGS_SUFFIX
 
 
+def job_lock_key(prefix: str, queue: str, job_id: str) -> str:
+    """The lock BullMQ holds on a running job (its worker's token)."""
+    return job_key(prefix, queue, job_id) + ":lock"
+
+
 #: Suffix of a job's log list (the recorder's Lua scripts spell it too).
 LOGS_SUFFIX = ":logs"
 
@@ -111,6 +116,27 @@ PROCESSED_SUFFIX = ":processed"
 IGNORED_SUFFIX = ":failed"
 #: Sorted set of the failed children that failed the parent (``failParentOnFailure``).
 UNSUCCESSFUL_SUFFIX = ":unsuccessful"
+
+
+def hash_tag(key: str) -> str | None:
+    """The hash tag Redis Cluster hashes ``key`` by: what lies between its first ``{`` and
+    the first ``}`` after it, when that is not empty; None when the whole key is hashed."""
+    start = key.find("{")
+    end = key.find("}", start + 1) if start >= 0 else -1
+    return key[start + 1 : end] if end > start + 1 else None
+
+
+def queue_hash_tag(prefix: str, queue: str) -> str | None:
+    """The hash tag every key of ``queue`` shares (BullMQ's and bullworker's), or None.
+
+    Either the prefix holds a whole tag (``{bull}``: all queues in one slot), or the
+    prefix holds no ``{`` and the queue name a whole tag (``{mail}``: a slot per queue).
+    A tag opened in the prefix and closed in the queue name would differ between
+    ``<prefix>:<queue>:...`` and bullworker's ``<prefix>:bw:...:<queue>``: refused.
+    """
+    if "{" in prefix:
+        return hash_tag(prefix)  # a tag not closed in the prefix would take in the queue name
+    return hash_tag(queue)
 
 
 def job_ref(prefix: str, key: str) -> str:

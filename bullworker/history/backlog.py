@@ -17,7 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bullworker.core import keys
-from bullworker.history.scripts import UNRECORDED
+from bullworker.history.script_calls import recording_backlog_counts
 
 #: Members of a finished set `recording_backlog` looks at: more than the default keep window
 #: (6,000), about 15 ms of Lua at most.
@@ -44,10 +44,9 @@ async def recording_backlog(redis: aioredis.Redis, prefix: str, queue: str) -> B
     One script call looks at the oldest `BACKLOG_CAP` members of each set (those kept
     after recording are among them); newer ones, if any, count as not recorded yet.
     """
-    reply: Any = await redis.eval(
-        UNRECORDED,
-        2,
-        *(keys.queue_key(prefix, queue, status) for status in keys.FINISHED_SETS),
+    reply = await recording_backlog_counts(
+        redis,
+        [keys.queue_key(prefix, queue, status) for status in keys.FINISHED_SETS],
         keys.job_key(prefix, queue, ""),
         keys.RECORDED_FIELD,
         BACKLOG_CAP,

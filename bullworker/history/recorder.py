@@ -39,7 +39,7 @@ from bullworker.core.keep import KeepWindow
 from bullworker.history.backlog import recording_lag
 from bullworker.history.batch import Batch, Finished, Gone, log_lost, lost_jobs, own_rows
 from bullworker.history.hashes import attempts_of, to_record
-from bullworker.history.scripts import FETCH_NEW, MARK_RECORDED, TRIM_KEPT
+from bullworker.history.script_calls import FetchNew, MarkRecorded, TrimKept
 from bullworker.history.store import JobStore, StoreError
 
 log = logging.getLogger("bullworker.recorder")
@@ -103,9 +103,9 @@ class Recorder:
         self._more = False
         self._gap_at: str | None = None  # the cursor of the last gap said
         self._lost_logged: set[str] = set()
-        self._fetch = redis.register_script(FETCH_NEW)
-        self._mark = redis.register_script(MARK_RECORDED)
-        self._trim = redis.register_script(TRIM_KEPT)
+        self._fetch = FetchNew(redis)
+        self._mark = MarkRecorded(redis)
+        self._trim = TrimKept(redis)
 
     def _key(self, suffix: str) -> str:
         return keys.queue_key(self.prefix, self.queue, suffix)

@@ -98,7 +98,7 @@ async def _guarded(name: str, work: Awaitable[list[Check]]) -> list[Check]:
 def _client(settings: RedisSettings) -> aioredis.Redis:
     """bullworker's client, but without retries: an unreachable server shows its reason."""
     kwargs = connection_kwargs(settings)
-    if "connection_pool" in kwargs:
+    if "connection_pool" in kwargs or settings.cluster:
         return redis_client(settings)
     client = aioredis.Redis(decode_responses=True, retry=Retry(NoBackoff(), 0), **kwargs)
     if kwargs.get("ssl"):

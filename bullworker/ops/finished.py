@@ -25,7 +25,7 @@ from bullworker.config.settings import AppConfig
 from bullworker.core import keys
 from bullworker.core.status import Status
 from bullworker.history.hashes import attempts_of, to_record
-from bullworker.history.scripts import FETCH_JOBS, REMOVE_RECORDED
+from bullworker.history.script_calls import FetchJobs, RemoveRecorded
 from bullworker.history.store import JobRecord, JobStore
 from bullworker.ops.inspect import app_queues, read_leader
 from bullworker.transport.deadline import bounded
@@ -75,7 +75,7 @@ async def record_and_remove(
     prefix = config.bull_prefix
     finished_set = keys.queue_key(prefix, queue, status)
     job_prefix = keys.job_key(prefix, queue, "")
-    fetch = client.register_script(FETCH_JOBS)
+    fetch = FetchJobs(client)
     reply = await bounded(
         config,
         f"read the {status} jobs of queue {queue}",
@@ -126,7 +126,7 @@ async def _remove_unchanged(
         job_key = keys.job_key(prefix, queue, job_id)
         job_keys += [job_key, *(job_key + suffix for suffix in keys.JOB_SUBKEY_SUFFIXES)]
         args += [job_id, raw.get("finishedOn", ""), attempts_of(raw), mark]
-    remove = client.register_script(REMOVE_RECORDED)
+    remove = RemoveRecorded(client)
     what = f"remove the recorded {status} jobs of queue {queue}"
     return int(await bounded(config, what, remove(keys=job_keys, args=args)))
 

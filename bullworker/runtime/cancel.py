@@ -149,15 +149,15 @@ def parse_request(
 
 
 async def send_cancel_request(client: aioredis.Redis, prefix: str, request: CancelRequest) -> int:
-    """Store ``request`` and announce it, in one transaction; returns how many runners
-    (subscribers of the channel) got the announcement."""
+    """Store ``request``, then announce it; returns how many runners (subscribers of the
+    channel) got the announcement. (Redis Cluster refuses PUBLISH in a transaction; a
+    request stored but not announced is found by the runners' next read of the hashes.)"""
     hash_key = keys.cancel_requests_key(prefix, request.queue)
     async with client.pipeline(transaction=True) as pipe:
         pipe.hset(hash_key, request.id, request.field())
         pipe.expire(hash_key, REQUEST_TTL)
-        pipe.publish(keys.cancel_channel(prefix), request.message())
-        replies = await pipe.execute()
-    return int(replies[-1])
+        await pipe.execute()
+    return int(await client.publish(keys.cancel_channel(prefix), request.message()))
 
 
 async def withdraw_cancel_request(

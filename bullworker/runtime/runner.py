@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from bullworker.config.redis_settings import check_redis
 from bullworker.config.settings import AppConfig
 from bullworker.core.errors import DependencyError, QueueUnavailable
 from bullworker.core.errors import JobFailed as JobFailed
@@ -187,6 +188,8 @@ class Runner:
                 "this runner does not consume the queues of: %s", ", ".join(sorted(unconsumed))
             )
         redis = self.config.redis_settings("bull")
+        if redis.cluster:  # the queues of the job classes too, not only those of the config
+            check_redis(self.config, "bull", self.config.bull_prefix, self.queues)
         await check_reachable(redis)  # a refused connection is said now, not after retries
         if any(not d.is_async for d in self.registry):
             self._executor = self._new_executor()

@@ -25,30 +25,32 @@ unloadable TLS files (see :mod:`bullworker.tls`) fail at once: no retry helps.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import (
-    MasterNotFoundError,
-    Sentinel,
-    SentinelConnectionPool,
-    SentinelManagedConnection,
-)
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import AuthenticationError, BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from bullworker.config.redis_settings import require_hash_tag
 from bullworker.config.settings import AppConfig, RedisSettings
 from bullworker.config.tls import client_tls
 from bullworker.core.errors import ConfigError
 from bullworker.transport.bullmq_compat import flow_producer_client, queue_client
+from bullworker.transport.bullmq_compat.cluster import ScriptingCluster
 from bullworker.transport.bullmq_compat.lane import close_add_lane, use_add_lane
+from bullworker.transport.sentinel import (
+    _Sentinel,
+    _SentinelConnection,
+    _SentinelPool,
+    _SentinelSSLConnection,
+)
 from bullworker.transport.tls import TLSConnection, tls_refusal_in
 
 _SCHEMES = ("redis", "rediss", "unix")
@@ -109,105 +111,13 @@ def use_retry_policy(client: Any) -> None:
     also opens :class:`~bullworker.tls.TLSConnection`, so a refused client
     certificate is not mistaken for an outage and tried again.
     """
-    pool = client.connection_pool
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:  # a cluster client: built with the policy (cluster_client)
+        return
     pool.connection_kwargs["retry"] = retry_policy()
     pool.set_retry(retry_policy())
     if pool.connection_class is SSLConnection:
         pool.connection_class = TLSConnection
-
-
-class _Sentinel(Sentinel):
-    """Names no master while a failover is in progress, and says why it found none.
-
-    The old master still accepts writes until the sentinels reconfigure it, and
-    then drops them; a command waits (retries) for the new master instead.
-    """
-
-    async def discover_master(self, service_name: str) -> tuple[str, int]:
-        """The master's address from the first sentinel that names one.
-
-        As redis-py's, except that the errors read well, and that credentials
-        refused by a sentinel raise AuthenticationError (not tried again)
-        instead of a MasterNotFoundError that waits for a master in vain.
-        """
-        failures: list[str] = []
-        refused: list[str] = []
-        for index, sentinel in enumerate(self.sentinels):
-            where = sentinel.connection_pool.connection_kwargs
-            name = f"sentinel {where.get('host')}:{where.get('port')}"
-            try:
-                masters = await sentinel.sentinel_masters()
-            except AuthenticationError as exc:
-                given = self.sentinel_kwargs.get("password") is not None
-                whom = "the credentials" if given else "a client without credentials"
-                refused.append(f"{name} refused {whom}: {exc}")
-                continue
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                failures.append(f"{name}: {type(exc).__name__}: {exc}")
-                continue
-            if isinstance(masters, dict):
-                state = masters.get(service_name)
-            else:  # a list of states under RESP3
-                state = next((m for m in masters if m.get("name") == service_name), None)
-            if state and self.check_master_state(state, service_name):
-                self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]
-                forced = getattr(self, "_force_master_ip", None)
-                return (forced if forced is not None else state["ip"]), int(state["port"])
-        if refused:
-            raise AuthenticationError(
-                "; ".join(refused) + " (check REDIS_SENTINEL_USERNAME and REDIS_SENTINEL_PASSWORD)"
-            )
-        raise MasterNotFoundError(
-            f"No master found for {service_name!r}" + "".join(f"; {f}" for f in failures)
-        )
-
-    def check_master_state(self, state: dict[str, Any], service_name: str) -> bool:
-        flags = state.get("flags", "")
-        if "failover_in_progress" in (flags.split(",") if isinstance(flags, str) else flags):
-            return False
-        return bool(super().check_master_state(state, service_name))
-
-
-class _SentinelPool(SentinelConnectionPool):
-    """A Sentinel pool that closes its sentinel clients too."""
-
-    def __init__(self, *args: Any, master_check_interval: float, **kwargs: Any) -> None:
-        self.master_check_interval = master_check_interval
-        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
-
-    async def aclose(self) -> None:
-        await super().aclose()
-        await self.sentinel_manager.aclose()
-
-
-class _SentinelConnection(SentinelManagedConnection):
-    """Follows the master the sentinels name, also as a single long-lived connection."""
-
-    _checked_at = 0.0
-
-    async def _connect(self) -> None:
-        # redis-py reconnects a dropped connection through _connect() with the old
-        # address, not through connect(): ask the sentinels here, every time.
-        pool = self.connection_pool
-        if pool.is_master:
-            self.host, self.port = await pool.get_master_address()
-            self._checked_at = time.monotonic()
-        await super()._connect()  # type: ignore[no-untyped-call]
-
-    async def check_health(self) -> None:
-        await super().check_health()  # type: ignore[no-untyped-call]
-        pool = self.connection_pool
-        if not pool.is_master or time.monotonic() - self._checked_at < pool.master_check_interval:
-            return
-        address = tuple(await pool.get_master_address())
-        self._checked_at = time.monotonic()
-        if address != (self.host, self.port):  # a failover: this one is no longer the master
-            await self.disconnect()
-            raise RedisConnectionError(f"the Redis master moved to {address[0]}:{address[1]}")
-
-
-class _SentinelSSLConnection(_SentinelConnection, TLSConnection):
-    pass
 
 
 def _from_url(url: str, setting: str = "REDIS_URL") -> dict[str, Any]:
@@ -303,15 +213,33 @@ def connection_kwargs(
     return opts
 
 
-def bullmq_connection(
-    settings: RedisSettings, *, master_check_interval: float = 0.0
-) -> dict[str, Any]:
+def cluster_client(settings: RedisSettings) -> RedisCluster:
+    """A Redis Cluster client that discovers the cluster from the seed node of ``settings``.
+
+    It keeps a pool per node, so a blocking read (BullMQ's BZPOPMIN) holds one
+    connection of one node and the client's other commands go on; it follows
+    ``MOVED`` and fails over by itself, retrying as :func:`retry_policy` says.
+    """
+    opts = connection_kwargs(settings)
+    if "unix_socket_path" in opts:
+        raise ConfigError(
+            f"Redis Cluster needs a TCP address, not a unix:// socket: check {settings.source}"
+        )
+    opts.pop("db", None)  # a cluster has database 0 only (checked by the config)
+    # redis-py's cluster client takes the TLS switch and options as its connections do.
+    return ScriptingCluster(decode_responses=True, retry=retry_policy(), **opts)
+
+
+def bullmq_connection(settings: RedisSettings, *, master_check_interval: float = 0.0) -> Any:
     """The ``connection`` option for a bullmq Queue, Worker or QueueEvents.
 
     Each call returns a new dict, so every bullmq object opens its own sockets.
     With Sentinel the default checks the master before every command, so that
     a producer never writes to a demoted master (its writes would be lost).
+    With a Redis Cluster it is a new cluster client (bullmq takes a ready one).
     """
+    if settings.cluster:
+        return cluster_client(settings)
     return connection_kwargs(settings, master_check_interval=master_check_interval)
 
 
@@ -324,6 +252,8 @@ def open_queue(config: AppConfig, name: str) -> Any:
     from bullmq import Queue
 
     settings = config.redis_settings("bull")
+    if settings.cluster:
+        require_hash_tag(config.bull_prefix, name)
     queue = Queue(name, {"prefix": config.bull_prefix, "connection": bullmq_connection(settings)})
     use_retry_policy(queue_client(queue))
     use_add_lane(queue)
@@ -367,7 +297,13 @@ async def close_sentinel_pool(client: Any) -> None:
 
 
 def redis_client(settings: RedisSettings) -> aioredis.Redis:
-    """A pooled client for bullworker's own commands (leader, recorder, CLI)."""
+    """A pooled client for bullworker's own commands (leader, recorder, CLI).
+
+    With a Redis Cluster it is a cluster client, typed as a plain one: bullworker's
+    own commands are those both have (every key of a call in one slot).
+    """
+    if settings.cluster:
+        return cast(aioredis.Redis, cluster_client(settings))
     kwargs = connection_kwargs(settings)
     pool = kwargs.pop("connection_pool", None)
     if pool is not None:

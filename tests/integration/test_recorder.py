@@ -21,7 +21,7 @@ from bullworker.core import keys
 from bullworker.core.keep import KeepWindow
 from bullworker.history.backlog import recording_backlog
 from bullworker.history.recorder import Recorder
-from bullworker.history.scripts import FETCH_JOBS, REMOVE_IF_UNCHANGED
+from bullworker.history.script_calls import FetchJobs, RemoveIfUnchanged
 from bullworker.history.store import JobStore, open_store
 from bullworker.transport.connection import redis_client
 from tests.helpers import (
@@ -160,6 +160,36 @@ async def test_finished_jobs_become_rows_and_leave_redis(prefix: str, store: Job
         assert await queue.getJob(ok) is None
 
 
+async def test_a_backlog_larger_than_a_scan_is_recorded(prefix: str, tmp_path: Path) -> None:
+    """A new leader scans the finished sets: a scan's candidates outnumber what Lua can unpack."""
+    n = 2500  # more than a scan looks at (SCAN_STEP), each candidate 4 values
+    app = make_app(prefix, record_jobs=False)
+    runner = app.create_runner(concurrency=50)
+    await app.worker_service.queue_jobs(EchoJob, [{"n": i} for i in range(n)])
+    await runner.start()
+    try:
+        await eventually(lambda: _all_finished(prefix, n), timeout=60)
+    finally:
+        await runner.stop(grace=1)
+        await app.stop()
+    store = open_store(None, sqlite_path=str(tmp_path / "jobs.sqlite3"))
+    recorder = make_recorder(prefix, "default", store)
+    try:
+        recorded = 0
+        while (written := await recorder.record_batch()) > 0:
+            recorded += written
+        assert recorded == n
+        assert await store.count(queue="default") == n
+        assert await finished_in_redis(prefix, "default") == 0
+    finally:
+        await recorder.redis.aclose()
+        await store.close()
+
+
+async def _all_finished(prefix: str, n: int) -> bool:
+    return await finished_in_redis(prefix, "default") >= n
+
+
 async def test_reused_job_id_gets_its_own_row(prefix: str, store: JobStore) -> None:
     recorder = make_recorder(prefix, "default", store)
     [first] = await run_jobs(prefix, [(EchoJob, {"v": 1}, {})])
@@ -179,8 +209,8 @@ async def test_a_changed_job_is_never_removed(prefix: str, redis_client: aioredi
     [job_id] = await run_jobs(prefix, [(EchoJob, {}, {})])
     job_key = keys.job_key(prefix, "default", job_id)
     finished_on = await redis_client.hget(job_key, "finishedOn")
-    fetch = redis_client.register_script(FETCH_JOBS)
-    remove = redis_client.register_script(REMOVE_IF_UNCHANGED)
+    fetch = FetchJobs(redis_client)
+    remove = RemoveIfUnchanged(redis_client)
     set_key = keys.queue_key(prefix, "default", "completed")
     dedup = keys.deduplication_key_prefix(prefix, "default")
 

@@ -21,7 +21,8 @@ _REMOVE_SCRIPT = "removeJob-2.lua"
 #: The lists and sets of jobs that have not started.
 _UNSTARTED = ("wait", "paused", "prioritized", "delayed")
 
-#: Before BullMQ's ``removeJob``. KEYS: job hash, repeat (BullMQ's), then `_UNSTARTED`.
+#: Before BullMQ's ``removeJob``. KEYS: job hash, repeat (BullMQ's), then `_UNSTARTED`,
+#: then the job's lock (declared for Redis Cluster; BullMQ's script reads KEYS[1-2] only).
 #: ARGV: job id, "0" (children stay), the queue's key prefix (BullMQ's), then
 #: ``check`` (only say whether it could be removed) or ``remove``.
 #: Returns -100 when the job has started (or finished, or is gone), -8 when it is the
@@ -39,7 +40,7 @@ end
 local guard_id = ARGV[1]
 local unstarted = redis.call("ZSCORE", KEYS[5], guard_id) or redis.call("ZSCORE", KEYS[6], guard_id)
   or listed(KEYS[3], guard_id) or listed(KEYS[4], guard_id)
-if not unstarted or redis.call("EXISTS", KEYS[1] .. ":lock") == 1 then return -100 end
+if not unstarted or redis.call("EXISTS", KEYS[7]) == 1 then return -100 end
 local scheduled = redis.call("HGET", KEYS[1], "rjk")
 if scheduled then
   local millis = redis.call("ZSCORE", KEYS[2], scheduled)
@@ -74,6 +75,7 @@ async def remove_unstarted(
         keys.job_key(prefix, queue, job_id),
         keys.queue_key(prefix, queue, "repeat"),
         *(keys.queue_key(prefix, queue, name) for name in _UNSTARTED),
+        keys.job_lock_key(prefix, queue, job_id),
     ]
     args = [job_id, "0", keys.queue_key(prefix, queue, ""), "check" if check else "remove"]
     result = int(await script(keys=job_keys, args=args))
