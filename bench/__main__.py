@@ -21,6 +21,8 @@ from typing import Any
 from bench import (
     dashboard_bench,
     enqueue,
+    history_bench,
+    pickup,
     profile,
     recorder_bench,
     report,
@@ -45,6 +47,8 @@ SECTIONS: dict[str, Callable[[Plan, Callable[[str], None]], Awaitable[dict[str, 
     "memory": scaling.run_memory,
     "profile": profile.run,
     "dashboard": dashboard_bench.run,
+    "history": history_bench.run,
+    "pickup": pickup.run,
 }
 
 

@@ -19,9 +19,10 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from bullworker.config.settings import AppConfig
 from bullworker.transport.connection import bullmq_connection
@@ -42,6 +43,9 @@ DATABASE_URL = _env(
     "BULLWORKER_TEST_DATABASE_URL",
     "postgresql://postgres@127.0.0.1:5432/test",
 )
+#: ``BULLWORKER_BENCH_REDIS_CLUSTER=true``: the bench Redis URL is a seed node of a Redis
+#: Cluster; prefixes get a hash tag, Node and the peers (one-node clients) are left out.
+CLUSTER = os.environ.get("BULLWORKER_BENCH_REDIS_CLUSTER", "").lower() in ("1", "true", "yes")
 
 
 @dataclass
@@ -80,16 +84,21 @@ class Plan:
 
 
 def unique_prefix(tag: str) -> str:
-    return f"bwbench-{tag}-{uuid.uuid4().hex[:8]}"
+    prefix = f"bwbench-{tag}-{uuid.uuid4().hex[:8]}"
+    return "{" + prefix + "}" if CLUSTER else prefix  # a queue's keys in one slot
 
 
 def redis_client() -> aioredis.Redis:
+    if CLUSTER:  # the commands used here are those of a plain client
+        return cast(aioredis.Redis, RedisCluster.from_url(REDIS_URL, decode_responses=True))
     return aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
 
 
-def bull_connection() -> dict[str, Any]:
-    """bullmq ``connection`` kwargs for the bench Redis (no socket timeout)."""
-    return bullmq_connection(AppConfig(environ={}, redis_url=REDIS_URL).redis_settings("bull"))
+def bull_connection() -> Any:
+    """bullmq ``connection`` for the bench Redis (kwargs without socket timeout, or a
+    cluster client)."""
+    config = AppConfig(environ={}, redis_url=REDIS_URL, redis_cluster=CLUSTER, bull_prefix="{b}")
+    return bullmq_connection(config.redis_settings("bull"))
 
 
 async def delete_prefix(prefix: str) -> int:
@@ -252,8 +261,12 @@ def rss_kib(pid: int) -> int:
 
 
 async def _redis_cpu(client: aioredis.Redis) -> float:
-    info = await client.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    if CLUSTER:  # every node's, masters and replicas, summed
+        found = await client.info("cpu", target_nodes=RedisCluster.ALL_NODES)  # type: ignore[call-arg]
+        nodes = list(found.values())
+    else:
+        nodes = [await client.info("cpu")]
+    return sum(float(n["used_cpu_user"]) + float(n["used_cpu_sys"]) for n in nodes)
 
 
 def python_env(prefix: str, **extra: str) -> dict[str, str]:
@@ -270,6 +283,8 @@ def python_env(prefix: str, **extra: str) -> dict[str, str]:
         APP_ENV="production",
         SHUTDOWN_GRACE="5",
     )
+    if CLUSTER:
+        env.update(REDIS_CLUSTER="true")
     env.update(extra)
     return env
 

@@ -9,7 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench import history_bench
+
 ANALYSIS = Path(__file__).with_name("analysis.md")
+#: The throughput section's peers (bench/peer_runs.py), as the tables name them.
+PEER_NAMES = {"taskiq": "taskiq (Redis stream broker)", "dramatiq": "Dramatiq (threads)"}
 
 
 def _n(value: Any, digits: int = 0) -> str:
@@ -95,6 +99,8 @@ def figures(data: dict[str, Any]) -> list[str]:
                 f" | {_n(_get(w, 'bullworker', 'jobs_per_s'))} | {_n(_get(w, 'node', 'jobs_per_s'))} Node"
                 f" | {_ratio(_get(w, 'ratios', 'bullworker/node', 'ratio'))} | (reference ceiling) |"
             )
+        out += _peer_rows(w, label)
+    out += _pickup_rows(s.get("pickup") or {})
     sc = _get(s, "scaling", "workloads") or {}
     for workload, label in (("noop", "no-op"), ("sleep", "1 ms I/O")):
         w = sc.get(workload)
@@ -158,6 +164,61 @@ def figures(data: dict[str, Any]) -> list[str]:
     return out
 
 
+def _against(ratio: Any, target: float) -> str:
+    if ratio is None:
+        return f">= {target:g}: not measured"
+    return f">= {target:g}: {_mark(ratio >= target)}"
+
+
+def _peer_rows(w: dict[str, Any], label: str) -> list[str]:
+    """Item 1's targets: bullworker recording to PostgreSQL vs the fastest peer and Node."""
+    rec = _n(_get(w, "bullworker+rec", "jobs_per_s"))
+    out = []
+    peer = _get(w, "ratios", "bullworker+rec/fastest peer")
+    if peer:
+        ratio = peer["ratio"]
+        out.append(
+            f"| 1 | {label} jobs/s, recording on vs the fastest pure-Python peer | {rec}"
+            f" | {_n(_get(w, peer['peer'], 'jobs_per_s'))} {PEER_NAMES[peer['peer']]}"
+            f" | {_ratio(ratio)} | {_against(ratio, 1.5)} |"
+        )
+    if "node" in w:
+        ratio = _get(w, "ratios", "bullworker+rec/node", "ratio")
+        out.append(
+            f"| 1 | {label} jobs/s, recording on vs Node BullMQ | {rec}"
+            f" | {_n(_get(w, 'node', 'jobs_per_s'))} Node | {_ratio(ratio)} | {_against(ratio, 0.5)} |"
+        )
+    return out
+
+
+def _pickup_rows(pk: dict[str, Any]) -> list[str]:
+    """Item 16.2: queued-to-handler latency, idle and first job after ready (targets 10/100 ms)."""
+    out = []
+    for kind, what in (("idle", "into an idle runner"), ("first_job", "first job after ready")):
+        ours = _get(pk, kind, "bullworker")
+        if not ours:
+            continue
+        refs = [
+            f"{_get(pk, kind, k, 'median_ms')} / {_get(pk, kind, k, 'p99_ms')} {name}"
+            for k, name in (("raw bullmq", "raw"), ("node", "Node"))
+            if _get(pk, kind, k)
+        ]
+        ways = [("bullworker", "log line")]
+        if kind == "first_job":
+            ways.append(("bullworker (/readyz)", "`/readyz`"))
+        for key, how in ways:
+            v = _get(pk, kind, key)
+            if not v:
+                continue
+            met = v["median_ms"] <= 10 and v["p99_ms"] <= 100
+            ready = f" (ready: {how})" if kind == "first_job" else ""
+            out.append(
+                f"| 16 | pickup {what}{ready}, median / p99 (ms) | {v['median_ms']} / {v['p99_ms']}"
+                f" | {'; '.join(refs)} | | <= 10 / <= 100: {_mark(met)} |"
+            )
+    return out
+
+
 def profile(data: dict[str, Any]) -> list[str]:
     prof = data["sections"].get("profile")
     if not prof:
@@ -205,9 +266,11 @@ def cpu_table(data: dict[str, Any]) -> list[str]:
     ]
     names = {
         "raw": "raw bullmq",
-        "bullworker": "bullworker",
-        "bullworker+rec": "bullworker + recorder",
+        "bullworker": "bullworker, recording off",
+        "bullworker+rec": "bullworker, recording to PostgreSQL",
+        "bullworker/asyncio": "bullworker on asyncio's loop",
         "node": "Node BullMQ",
+        **PEER_NAMES,
     }
     for workload, w in tp.items():
         for key, name in names.items():
@@ -241,6 +304,7 @@ def render(data: dict[str, Any]) -> str:
         "",
         *figures(data),
         "",
+        *history_bench.render(data),
     ]
     if data.get("errors"):
         lines += ["Sections that failed:", ""]

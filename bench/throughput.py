@@ -5,6 +5,10 @@ one worker process started; the queue is watched from outside (one pipelined
 round trip every 20 ms) and the clock runs from the first job taken until the
 wait and active lists are both empty. The variants run interleaved, repeat
 after repeat, so they share the machine's noise; the figures are medians.
+
+The peers (taskiq, Dramatiq; bench/peer_runs.py) run in the same rotation, from
+their own virtualenv, with the same clock on their own queue structures. The
+recording variant records to a PostgreSQL schema of its own in each run.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import shutil
 import subprocess
 from typing import Any
 
+from bench import peer_runs
 from bench.common import (
+    CLUSTER,
     DATABASE_URL,
     ROOT,
     Plan,
@@ -73,6 +79,11 @@ async def one_run(
     """Drain ``plan.jobs`` jobs with ``processes`` worker processes; their figures."""
     from bench.common import fill
 
+    if kind in peer_runs.PEERS:
+        return await peer_runs.one_peer_run(kind, workload, plan)
+    if record and schema is None:  # a schema of its own for this measurement
+        async with own_schema("tput") as own:
+            return await one_run(label, kind, workload, plan, record=True, schema=own)
     async with own_prefix(label.replace("+", "-").replace("/", "-")) as prefix:
         await fill(QUEUE, prefix, plan.jobs, JOB_NAMES[workload])
         conc = str(plan.concurrency)
@@ -130,42 +141,62 @@ def _paired(runs: dict[str, list[dict[str, Any]]], top: str, bottom: str) -> dic
 
 
 async def run(plan: Plan, log: Any) -> dict[str, Any]:
-    node_problem = node_status()
+    one_node = "a Redis Cluster run: its client talks to one node" if CLUSTER else None
+    node_problem = one_node or node_status()
     if node_problem:
         log(f"  node: skipped ({node_problem})")
+    peers_problem = one_node or peer_runs.peers_status(log)
+    if peers_problem:
+        log(f"  peers: skipped ({peers_problem})")
     result: dict[str, Any] = {
         "jobs_per_run": plan.jobs,
         "repeats": plan.repeats,
         "concurrency": plan.concurrency,
         "node": node_problem or "ran",
+        "peers": peers_problem or "ran",
         "workloads": {},
     }
-    async with own_schema("tput") as schema:
-        for workload in WORKLOADS:
-            runs: dict[str, list[dict[str, Any]]] = {}
-            variants: list[tuple[str, str, bool]] = list(PYTHON_VARIANTS)
-            if node_problem is None:
-                variants.append(("node", "node", False))
-            for repeat in range(plan.repeats):
-                for label, kind, record in variants:
-                    figures = await one_run(
-                        label, kind, workload, plan, record=record, schema=schema
-                    )
-                    runs.setdefault(label, []).append(figures)
-                    log(
-                        f"  {workload:5} #{repeat + 1} {label:15} {figures['jobs_per_s']:8.0f} jobs/s"
-                        f"  cpu {figures['worker_cpu_ms_per_job']:.3f} ms/job"
-                    )
-            summary: dict[str, Any] = {label: _summary(r) for label, r in runs.items()}
-            ratios = {
-                "bullworker/raw": _paired(runs, "bullworker", "raw"),
-                "bullworker+rec/raw": _paired(runs, "bullworker+rec", "raw"),
-            }
-            if "node" in runs:
-                ratios["bullworker/node"] = _paired(runs, "bullworker", "node")
-                ratios["raw/node"] = _paired(runs, "raw", "node")
-            if "bullworker/asyncio" in runs:
-                ratios["uvloop/asyncio"] = _paired(runs, "bullworker", "bullworker/asyncio")
-            summary["ratios"] = ratios
-            result["workloads"][workload] = summary
+    for workload in WORKLOADS:
+        runs: dict[str, list[dict[str, Any]]] = {}
+        variants: list[tuple[str, str, bool]] = list(PYTHON_VARIANTS)
+        if node_problem is None:
+            variants.append(("node", "node", False))
+        if peers_problem is None:
+            variants += [(peer, peer, False) for peer in peer_runs.PEERS]
+        for repeat in range(plan.repeats):
+            for label, kind, record in variants:
+                figures = await one_run(label, kind, workload, plan, record=record, schema=None)
+                runs.setdefault(label, []).append(figures)
+                log(
+                    f"  {workload:5} #{repeat + 1} {label:18} {figures['jobs_per_s']:8.0f} jobs/s"
+                    f"  cpu {figures['worker_cpu_ms_per_job']:.3f} ms/job"
+                )
+        summary: dict[str, Any] = {label: _summary(r) for label, r in runs.items()}
+        summary["ratios"] = _ratios(runs)
+        result["workloads"][workload] = summary
     return result
+
+
+def _ratios(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Paired ratios; ``bullworker+rec/fastest peer`` against the peer fastest by median."""
+    ratios = {
+        "bullworker/raw": _paired(runs, "bullworker", "raw"),
+        "bullworker+rec/raw": _paired(runs, "bullworker+rec", "raw"),
+    }
+    if "node" in runs:
+        ratios["bullworker/node"] = _paired(runs, "bullworker", "node")
+        ratios["bullworker+rec/node"] = _paired(runs, "bullworker+rec", "node")
+        ratios["raw/node"] = _paired(runs, "raw", "node")
+    if "bullworker/asyncio" in runs:
+        ratios["uvloop/asyncio"] = _paired(runs, "bullworker", "bullworker/asyncio")
+    peers = [p for p in peer_runs.PEERS if p in runs]
+    for peer in peers:
+        ratios[f"bullworker/{peer}"] = _paired(runs, "bullworker", peer)
+        ratios[f"bullworker+rec/{peer}"] = _paired(runs, "bullworker+rec", peer)
+    if peers:
+        fastest = max(peers, key=lambda p: median([r["jobs_per_s"] for r in runs[p]]))
+        ratios["bullworker+rec/fastest peer"] = {
+            **ratios[f"bullworker+rec/{fastest}"],
+            "peer": fastest,
+        }
+    return ratios

@@ -2,6 +2,8 @@
 
     python -m bench.worker_proc raw|bullworker WORKLOAD QUEUE CONCURRENCY
 
+WORKLOAD is noop, sleep or (raw only: the pickup benchmark's) stamp.
+
 ``raw`` is a plain ``bullmq.Worker`` with the given concurrency and a processor
 that does the workload; ``bullworker`` is the bullworker Runner of ``bench.app``
 (bullmq's Worker subclassed, plus dispatch, validation, DI, hooks and, unless
@@ -15,6 +17,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 
@@ -26,7 +29,12 @@ async def sleep_1ms(job: Any, token: str) -> None:
     await asyncio.sleep(0.001)
 
 
-PROCESSORS = {"noop": noop, "sleep": sleep_1ms}
+async def stamp(job: Any, token: str) -> float:
+    """The pickup benchmark's job: the wall clock when the processor started."""
+    return time.time()
+
+
+PROCESSORS = {"noop": noop, "sleep": sleep_1ms, "stamp": stamp}
 
 
 async def until_signal() -> None:
@@ -50,6 +58,8 @@ async def run_raw(workload: str, queue: str, concurrency: int) -> None:
     }
     worker = Worker(queue, PROCESSORS[workload], opts)
     task = asyncio.create_task(worker.run())
+    if workload == "stamp":  # the pickup benchmark waits for this line
+        print("ready", flush=True)
     await until_signal()
     await worker.close()
     await task

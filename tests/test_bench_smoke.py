@@ -53,6 +53,8 @@ def test_every_section_runs_and_gives_figures(tmp_path: Path) -> None:
         "memory",
         "profile",
         "dashboard",
+        "pickup",
+        "history",
     }
 
     for workload in ("noop", "sleep"):
@@ -63,6 +65,23 @@ def test_every_section_runs_and_gives_figures(tmp_path: Path) -> None:
         if s["throughput"]["node"] == "ran":
             assert positive(w["ratios"]["bullworker/node"]["ratio"])
         assert positive(s["scaling"]["workloads"][workload]["speedup"])
+        if os.environ.get("CI") == "true":  # the peers' virtualenv must be installable in CI
+            assert s["throughput"]["peers"] == "ran", s["throughput"]["peers"]
+        if s["throughput"]["peers"] == "ran":
+            for peer in ("taskiq", "dramatiq"):
+                assert positive(w[peer]["jobs_per_s"]), (workload, peer)
+            assert positive(w["ratios"]["bullworker+rec/fastest peer"]["ratio"])
+
+    history = s["history"]["levels"]
+    assert [level["rows"] >= int(size) for size, level in history.items()] == [True] * 3
+    assert all(positive(level["insert"]["rows_per_s"]) for level in history.values())
+
+    pickup = s["pickup"]
+    for kind in ("idle", "first_job"):
+        assert positive(pickup[kind]["bullworker"]["median_ms"]), kind
+        assert pickup[kind]["bullworker"]["p99_ms"] >= pickup[kind]["bullworker"]["median_ms"]
+    assert pickup["idle"]["bullworker"]["n"] == pickup["idle_jobs"]
+    assert positive(pickup["first_job"]["bullworker (/readyz)"]["median_ms"])
 
     e2e, alone = s["recorder"]["end_to_end"], s["recorder"]["recorder_alone"]
     assert e2e["rows"] == e2e["jobs"]  # every job recorded once
