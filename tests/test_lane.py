@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from bullworker.transport.bullmq_compat.lane import Lane
+from bullworker.transport.bullmq_compat.lane import Lane, call_script
 from bullworker.transport.connection import use_retry_policy
 from tests.proxy import TcpProxy
 
@@ -103,3 +103,22 @@ async def test_a_closed_lane_refuses_calls(client: aioredis.Redis, prefix: str) 
 def test_only_plain_clients_get_a_lane(redis_url: str) -> None:
     assert Lane.usable(aioredis.Redis.from_url(redis_url))
     assert not Lane.usable(object())
+
+
+async def test_a_single_call_packs_thousands_of_arguments(
+    client: aioredis.Redis, prefix: str
+) -> None:
+    key = f"{prefix}:lane"
+    script = client.register_script(
+        f"-- {uuid.uuid4().hex}\nif ARGV[1] == 'boom' then return redis.error_reply('ERR boom') end\n"
+        "return redis.call('RPUSH', KEYS[1], unpack(ARGV))"
+    )
+    try:
+        values = [str(n) for n in range(3000)]
+        assert await call_script(client, script, [key], values) == 3000  # after NOSCRIPT
+        assert await client.lrange(key, 0, -1) == values
+        with pytest.raises(ResponseError, match="boom"):
+            await call_script(client, script, [key], ["boom"])
+        assert await call_script(client, script, [key], ["after"]) == 3001
+    finally:
+        await client.delete(key)

@@ -16,6 +16,7 @@ from typing import Any
 
 from bullworker.core.keys import JOB_SUBKEY_SUFFIXES, LOGS_SUFFIX
 from bullworker.history import job_scripts, scripts
+from bullworker.transport.bullmq_compat.lane import call_script
 
 Arg = str | int | float
 
@@ -31,7 +32,7 @@ async def _drop_dedup(client: Any, dedup_prefix: str, pairs: Sequence[Any]) -> N
     if pairs:
         ids, deids = [str(i) for i in pairs[::2]], [str(d) for d in pairs[1::2]]
         drop = client.register_script(scripts.DROP_DEDUP)
-        await drop(keys=[dedup_prefix + deid for deid in deids], args=ids)
+        await call_script(client, drop, [dedup_prefix + deid for deid in deids], ids)
 
 
 class FetchNew:
@@ -41,12 +42,15 @@ class FetchNew:
     completed and of the failed set goes on, most set members a scan looks at."""
 
     def __init__(self, client: Any) -> None:
+        self._client = client
         self._ids = client.register_script(scripts.FETCH_IDS)
         self._pick = client.register_script(scripts.FETCH_PICK)
 
     async def __call__(self, *, keys: Sequence[str], args: Sequence[Arg]) -> str:
         prefix, limit, keep, cursor, scan, events, field, *resume, budget = args
-        head = await self._ids(keys=keys, args=[limit, cursor, scan, events, *resume, budget])
+        head = await call_script(
+            self._client, self._ids, keys, [limit, cursor, scan, events, *resume, budget]
+        )
         candidates = [str(v) for v in head[6]]
         found = [str(v) for v in head[:6]] + candidates
         if not candidates:
@@ -60,7 +64,7 @@ class FetchNew:
         for job_id in candidates[2::4]:
             job_key = str(prefix) + job_id
             where += [job_key, job_key + LOGS_SUFFIX]
-        return str(await self._pick(keys=where, args=[limit, keep, field, *found]))
+        return str(await call_script(self._client, self._pick, where, [limit, keep, field, *found]))
 
 
 class MarkRecorded:
@@ -83,8 +87,8 @@ class MarkRecorded:
             where += job_keys(str(prefix), str(rest[j * 6 + 1]))
         gone = rest[count * 6 :]
         where += [str(prefix) + str(job_id) for job_id in gone[1::4]]
-        reply = await self._mark(
-            keys=where, args=[completed, failed, now, field, keep, cursor, n, *rest]
+        reply = await call_script(
+            self._client, self._mark, where, [completed, failed, now, field, keep, cursor, n, *rest]
         )
         await _drop_dedup(self._client, str(dedup_prefix), reply[3:])
         return [int(v) for v in reply[:3]]
@@ -103,14 +107,14 @@ class TrimKept:
 
     async def __call__(self, *, keys: Sequence[str], args: Sequence[Arg]) -> list[int]:
         prefix, dedup_prefix, keep, limit, field, *windows = args
-        found = await self._ids(keys=keys, args=[limit, *windows])
+        found = await call_script(self._client, self._ids, keys, [limit, *windows])
         ids = [str(v) for v in found[1]]
         if not ids:
             return [0, 0]
         where = list(keys)
         for job_id in ids:
             where += job_keys(str(prefix), job_id)
-        reply = await self._apply(keys=where, args=[keep, field, found[0], *ids])
+        reply = await call_script(self._client, self._apply, where, [keep, field, found[0], *ids])
         await _drop_dedup(self._client, str(dedup_prefix), reply[2:])
         return [int(v) for v in reply[:2]]
 
@@ -120,6 +124,7 @@ class FetchJobs:
     log lines kept, then the job ids. Returns its JSON reply."""
 
     def __init__(self, client: Any) -> None:
+        self._client = client
         self._fetch = client.register_script(job_scripts.FETCH_JOBS)
 
     async def __call__(self, *, keys: Sequence[str], args: Sequence[Arg]) -> str:
@@ -127,7 +132,7 @@ class FetchJobs:
         where = list(keys)
         for job_id in ids:
             where += job_keys(str(prefix), str(job_id))[:2]
-        return str(await self._fetch(keys=where, args=[keep, *ids]))
+        return str(await call_script(self._client, self._fetch, where, [keep, *ids]))
 
 
 class RemoveRecorded:
@@ -143,7 +148,7 @@ class RemoveRecorded:
         """How many were removed, and the last job's outcome (1 removed, 0 not in the
         set, -1 changed)."""
         dedup_prefix, keep, *jobs = args
-        reply = await self._remove(keys=keys, args=[keep, *jobs])
+        reply = await call_script(self._client, self._remove, keys, [keep, *jobs])
         await _drop_dedup(self._client, str(dedup_prefix), reply[2:])
         return int(reply[0]), int(reply[1])
 

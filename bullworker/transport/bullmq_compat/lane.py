@@ -140,6 +140,41 @@ class Lane:
         await self._drop()
 
 
+async def call_script(client: Any, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    """``script(keys=keys, args=args)``, packed by hiredis in one step on a connection of
+    ``client``'s pool: for the recorder's calls with thousands of keys and arguments,
+    which redis-py packs one at a time in Python. A cluster client keeps its own path."""
+    if not Lane.usable(client):
+        return await script(keys=keys, args=args)
+    retry = client.connection_pool.connection_kwargs.get("retry")
+    if retry is None:
+        return await _evalsha(client, script, keys, args)
+    return await retry.call_with_retry(lambda: _evalsha(client, script, keys, args), _dropped)
+
+
+async def _evalsha(client: Any, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    try:
+        return await _round_trip(client, ("EVALSHA", script.sha, len(keys), *keys, *args))
+    except NoScriptError:  # a restarted or flushed server: load it, then once more
+        script.sha = await client.script_load(script.script)
+        return await _round_trip(client, ("EVALSHA", script.sha, len(keys), *keys, *args))
+
+
+async def _round_trip(client: Any, command: tuple[Any, ...]) -> Any:
+    pool = client.connection_pool
+    conn = await pool.get_connection()
+    try:
+        await conn.send_packed_command(hiredis.pack_command(command), check_health=True)
+        return await conn.read_response()
+    except ResponseError:  # the script's error: the connection is fine
+        raise
+    except BaseException:
+        await conn.disconnect()  # not given back half-read
+        raise
+    finally:
+        await pool.release(conn)
+
+
 class LaneScript:
     """Stands in for an ``AsyncScript`` in bullmq's ``Scripts.commands``: calls go through
     a lane, except those queued on a pipeline (``client=``), which keep redis-py's path."""
