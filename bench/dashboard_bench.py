@@ -21,7 +21,9 @@ from urllib.parse import urlencode
 
 from bench.common import DATABASE_URL, REDIS_URL, Plan, own_prefix, own_schema
 
-INSERT_SQL = """
+#: Synthetic `_jobs` rows ``g`` finished at ``t``, from the subquery ``{times}`` (columns g, t);
+#: the history section uses them too.
+ROWS_SQL = """
 INSERT INTO "{schema}"."_jobs" ("id", "queue", "queueId", "attempt", "name", "data", "status",
     "result", "createdAt", "shouldExecuteAt", "executedAt", "completedAt")
 SELECT 'q' || (g %% 8) || ':' || g, 'q' || (g %% 8), g::text, 1, 'Job' || (g %% 20),
@@ -36,9 +38,14 @@ SELECT 'q' || (g %% 8) || ':' || g, 'q' || (g %% 8), g::text, 1, 'Job' || (g %% 
             '[]'::jsonb)
          ELSE jsonb_build_object('ok', true, 'n', g) END,
     t - interval '50 ms', t - interval '50 ms', t - interval '40 ms', t
-FROM (SELECT g, (now() at time zone 'utc') - g * interval '2.5 s' AS t
-      FROM generate_series(1, %s) AS g) AS s
+FROM ({times}) AS s
 """
+#: 2.5 s apart, the newest now.
+INSERT_SQL = ROWS_SQL.replace(
+    "{times}",
+    "SELECT g, (now() at time zone 'utc') - g * interval '2.5 s' AS t "
+    "FROM generate_series(1, %s) AS g",
+)
 #: The row half way down, newest first: its cursor is the deep page.
 MIDDLE_SQL = """
 SELECT "completedAt", "id" FROM "{schema}"."_jobs" {where}

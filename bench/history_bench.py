@@ -26,31 +26,19 @@ from typing import Any
 from urllib.parse import urlencode
 
 from bench.common import DATABASE_URL, REDIS_URL, Plan, own_prefix, own_schema
-from bench.dashboard_bench import CASES, _cursor, _percentiles
+from bench.dashboard_bench import CASES, ROWS_SQL, _cursor, _percentiles
 
 #: Days of rows behind now (each has its partition).
 DAYS = 30
 #: Batches of one insert measurement.
 BATCHES = 40
 
-FILL_SQL = """
-INSERT INTO "{schema}"."_jobs" ("id", "queue", "queueId", "attempt", "name", "data", "status",
-    "result", "createdAt", "shouldExecuteAt", "executedAt", "completedAt")
-SELECT 'q' || (g %% 8) || ':' || g, 'q' || (g %% 8), g::text, 1, 'Job' || (g %% 20),
-    jsonb_build_object('n', g, 'email', 'user' || g || '@example.com'),
-    CASE WHEN g %% 50 = 0 THEN 'failed' WHEN g %% 997 = 0 THEN 'cancelled' ELSE 'completed' END,
-    CASE WHEN g %% 50 = 0 THEN jsonb_build_object(
-            'reason', CASE WHEN g %% 150 = 0 THEN 'TimeoutError: upstream took longer than 30 s'
-                           WHEN g %% 100 = 0 THEN 'ValueError: width must be positive'
-                           ELSE 'ConnectionError: SMTP server refused ' || (g %% 7) END,
-            'stack', jsonb_build_array('Traceback (most recent call last): ...'))
-         WHEN g %% 997 = 0 THEN jsonb_build_object('reason', 'JobCancelled: by user', 'stack',
-            '[]'::jsonb)
-         ELSE jsonb_build_object('ok', true, 'n', g) END,
-    t - interval '50 ms', t - interval '50 ms', t - interval '40 ms', t
-FROM (SELECT g, (now() at time zone 'utc') - random() * interval '{days} days' AS t
-      FROM generate_series(%s::bigint, %s::bigint) AS g) AS s
-"""
+#: Spread at random over the last ``{days}`` days.
+FILL_SQL = ROWS_SQL.replace(
+    "{times}",
+    "SELECT g, (now() at time zone 'utc') - random() * interval '{days} days' AS t "
+    "FROM generate_series(%s::bigint, %s::bigint) AS g",
+)
 COUNT_SQL = 'SELECT count(*) FROM "{schema}"."_jobs"'
 #: Bytes of every partition with its indexes (the partitioned parent itself holds none).
 PARTITION_SIZES_SQL = """
