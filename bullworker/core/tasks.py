@@ -1,10 +1,13 @@
-"""Stopping a background task: cancel it, then wait until it has finished."""
+"""Background tasks: stopping one (cancel, then wait), and waiting with a deadline."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
@@ -15,3 +18,14 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def within(awaitable: Awaitable[T], seconds: float | None) -> T:
+    """``await awaitable``, or TimeoutError after ``seconds`` (None: no limit).
+
+    Use it instead of ``asyncio.wait_for``: on Python 3.11, ``wait_for`` returns the
+    result when a cancellation arrives just as the awaited thing finishes, so a loop
+    stopped by cancelling its task may never end. ``asyncio.timeout`` keeps it.
+    """
+    async with asyncio.timeout(seconds):
+        return await awaitable

@@ -36,6 +36,7 @@ import redis.asyncio as aioredis
 
 from bullworker.core import keys
 from bullworker.core.keep import KeepWindow
+from bullworker.core.tasks import within
 from bullworker.history.backlog import recording_lag
 from bullworker.history.batch import Batch, Finished, Gone, log_lost, lost_jobs, own_rows
 from bullworker.history.hashes import attempts_of, to_record
@@ -319,7 +320,7 @@ class Recorder:
                 continue
             self._idle.set()
             try:
-                await asyncio.wait_for(self._wake.wait(), self.sweep_interval)
+                await within(self._wake.wait(), self.sweep_interval)
                 await asyncio.sleep(0.05)  # let a burst of finishes gather into one batch
             except TimeoutError:
                 pass  # the periodic sweep

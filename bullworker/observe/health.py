@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from bullworker.core.tasks import cancel_and_wait
+from bullworker.core.tasks import cancel_and_wait, within
 from bullworker.transport.connection import redis_client
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class Readiness:
 
     async def _ping(self) -> None:
         assert self._client is not None
-        await asyncio.wait_for(self._client.ping(), self.ping_timeout)
+        await within(self._client.ping(), self.ping_timeout)
 
     def check(self) -> tuple[bool, str]:
         """``(ready, reason)``; call it from a thread other than the event loop's."""

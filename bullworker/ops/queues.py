@@ -10,7 +10,6 @@ the app's nor in Redis is an `OpsError` that lists the queues there are.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -19,6 +18,7 @@ import redis.asyncio as aioredis
 
 from bullworker.app import App
 from bullworker.core import keys
+from bullworker.core.tasks import within
 from bullworker.ops.finished import is_recorded
 from bullworker.ops.inspect import OpsError, app_queues, queue_in_redis
 from bullworker.transport.bullmq_compat.node_versions import pause_queue
@@ -86,7 +86,7 @@ class QueueTarget:
         """``awaitable`` within REDIS_TIMEOUT (once more per 1000 ``jobs`` it works through)."""
         seconds = self.config.redis_timeout * (1 + jobs // _PER_CALL)
         try:
-            return await asyncio.wait_for(awaitable, seconds)
+            return await within(awaitable, seconds)
         except (TimeoutError, OSError, aioredis.ConnectionError, aioredis.TimeoutError) as exc:
             raise no_answer(
                 self.config, f"{what} of queue {self.name}", type(exc).__name__

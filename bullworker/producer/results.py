@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from bullworker.core import keys
 from bullworker.core.errors import JobFailedError, ResultUnavailable
 from bullworker.core.jobs import JobDefinition
+from bullworker.core.tasks import within
 
 log = logging.getLogger("bullworker.queueing")
 
@@ -119,7 +120,7 @@ class QueueResults:
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(f"job {self.queue}:{job_id} did not finish in {timeout:g} s")
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(wake), remaining)
+                    await within(asyncio.shield(wake), remaining)
                 if wake.done():
                     wake = loop.create_future()
                     self._waiters[job_id].add(wake)

@@ -104,7 +104,7 @@ class WorkerService:
         task = asyncio.current_task()
         cancelling = 0
         if task is None:  # not run by a task, so nothing to cancel: a plain timeout
-            awaitable = asyncio.wait_for(awaitable, timeout)
+            awaitable = asyncio.wait_for(awaitable, timeout)  # `within` needs a task
         else:
             loop = task.get_loop()
             self._deadlines[task] = loop.time() + timeout

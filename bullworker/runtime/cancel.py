@@ -43,7 +43,7 @@ import redis.asyncio as aioredis
 
 from bullworker.core import keys
 from bullworker.core.status import CANCELLED_PREFIX
-from bullworker.core.tasks import cancel_and_wait
+from bullworker.core.tasks import cancel_and_wait, within
 from bullworker.runtime.context import JobContext
 from bullworker.transport.connection import redis_client
 
@@ -200,7 +200,7 @@ class CancelService:
         """
         if not self._synced.is_set() and not self._stopped:  # the runner is starting
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._synced.wait(), self.config.redis_timeout)
+                await within(self._synced.wait(), self.config.redis_timeout)
         request = self.requested(job)
         if request is None:
             return
@@ -232,7 +232,7 @@ class CancelService:
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.aclose(), self.config.redis_timeout)
+                await within(client.aclose(), self.config.redis_timeout)
 
     async def _listen(self) -> None:
         """Subscribe, read the hashes, act on messages; after an outage, again."""
@@ -271,9 +271,9 @@ class CancelService:
                 await asyncio.sleep(pause)
             finally:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pubsub.aclose(), self.config.redis_timeout)
+                    await within(pubsub.aclose(), self.config.redis_timeout)
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(client.aclose(), self.config.redis_timeout)
+                    await within(client.aclose(), self.config.redis_timeout)
 
     def _received(self, data: Any) -> None:
         request = parse_request(data)

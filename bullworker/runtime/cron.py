@@ -30,6 +30,7 @@ from bullworker.core import keys
 from bullworker.core.cron import next_fire_times, zone_named
 from bullworker.core.errors import ConfigError, JobDefinitionError, PayloadError
 from bullworker.core.jobs import JobDefinition, JobRegistry
+from bullworker.core.tasks import within
 from bullworker.transport import bullmq_compat
 from bullworker.transport.bullmq_compat import get_scheduler
 from bullworker.transport.connection import close_queue, open_queue
@@ -215,7 +216,7 @@ class CronService:
             await close_queue(queue, self.config.redis_timeout)
 
     async def _call(self, awaitable: Awaitable[T]) -> T:
-        return await asyncio.wait_for(awaitable, self.config.redis_timeout)
+        return await within(awaitable, self.config.redis_timeout)
 
     async def _sync(self, name: str, wanted: list[CronSpec]) -> None:
         queue = open_queue(self.config, name)

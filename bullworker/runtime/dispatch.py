@@ -26,6 +26,7 @@ from bullworker.core.errors import (
 )
 from bullworker.core.hooks import JobHook, JobRun, call_hooks
 from bullworker.core.jobs import BaseJob, JobDefinition, JobRegistry
+from bullworker.core.tasks import within
 from bullworker.runtime.backoff import Backoffs
 from bullworker.runtime.context import JobContext, _current
 from bullworker.runtime.failures import handler_stack, reason_of
@@ -227,7 +228,7 @@ async def call_handler(
     if timeout is None:
         return await call
     try:
-        return await asyncio.wait_for(call, timeout)
+        return await within(call, timeout)
     except TimeoutError:
         if not definition.is_async and executor is not None and retire is not None:
             retire(executor, definition.name)

@@ -21,6 +21,7 @@ from bullworker.core.errors import JobFailed as JobFailed
 from bullworker.core.hooks import JobHook, call_hooks
 from bullworker.core.jobs import JobDefinition, JobRegistry
 from bullworker.core.limits import RateLimit, queue_rate_limits
+from bullworker.core.tasks import within
 from bullworker.runtime.backoff import Backoffs
 from bullworker.runtime.context import JobContext
 from bullworker.runtime.dispatch import Dispatcher, JobFactory, call_handler
@@ -208,7 +209,7 @@ class Runner:
                 self.workers[queue] = worker
                 self.dispatchers[queue] = dispatcher
                 try:
-                    await asyncio.wait_for(worker.load_server_version(), self.config.redis_timeout)
+                    await within(worker.load_server_version(), self.config.redis_timeout)
                 except (TimeoutError, OSError) as exc:
                     raise QueueUnavailable(
                         f"Redis at {redis.describe()} did not answer within "

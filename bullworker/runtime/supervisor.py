@@ -19,6 +19,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from bullworker.core.tasks import within
+
 log = logging.getLogger("bullworker.supervisor")
 
 #: A child that dies sooner than this after its start is restarted with backoff.
@@ -75,7 +77,7 @@ class Supervisor:
             )  # fmt: skip
             self.restarts += 1
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay or 0.001)
+                await within(self._stopping.wait(), delay or 0.001)
 
     def _signal(self, signum: int) -> None:
         name = signal.Signals(signum).name

@@ -24,7 +24,6 @@ unloadable TLS files (see :mod:`bullworker.tls`) fail at once: no retry helps.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -42,6 +41,7 @@ from bullworker.config.redis_settings import require_hash_tag
 from bullworker.config.settings import AppConfig, RedisSettings
 from bullworker.config.tls import client_tls
 from bullworker.core.errors import ConfigError
+from bullworker.core.tasks import within
 from bullworker.transport.bullmq_compat import flow_producer_client, queue_client
 from bullworker.transport.bullmq_compat.cluster import ScriptingCluster
 from bullworker.transport.bullmq_compat.lane import close_add_lane, use_add_lane
@@ -263,7 +263,7 @@ def open_queue(config: AppConfig, name: str) -> Any:
 async def close_queue(queue: Any, seconds: float) -> None:
     """Close a Queue of :func:`open_queue`, and the Sentinel pool bullmq leaves open."""
     try:
-        await asyncio.wait_for(queue.close(), seconds)
+        await within(queue.close(), seconds)
     finally:
         await close_add_lane(queue)
         await close_sentinel_pool(queue_client(queue))
@@ -284,7 +284,7 @@ def open_flow_producer(config: AppConfig) -> Any:
 async def close_flow_producer(producer: Any, seconds: float) -> None:
     """Close a FlowProducer of :func:`open_flow_producer` (and a Sentinel pool it leaves open)."""
     try:
-        await asyncio.wait_for(producer.close(), seconds)
+        await within(producer.close(), seconds)
     finally:
         await close_sentinel_pool(flow_producer_client(producer))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -11,6 +10,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bullworker.config.settings import AppConfig
 from bullworker.core.errors import QueueUnavailable
+from bullworker.core.tasks import within
 
 T = TypeVar("T")
 
@@ -26,6 +26,6 @@ def no_answer(config: AppConfig, what: str, reason: str) -> QueueUnavailable:
 async def bounded(config: AppConfig, what: str, awaitable: Awaitable[T]) -> T:
     """``awaitable`` within ``REDIS_TIMEOUT``; QueueUnavailable if Redis does not answer."""
     try:
-        return await asyncio.wait_for(awaitable, config.redis_timeout)
+        return await within(awaitable, config.redis_timeout)
     except (TimeoutError, OSError, RedisConnectionError, RedisTimeoutError) as exc:
         raise no_answer(config, what, type(exc).__name__) from None

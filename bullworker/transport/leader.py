@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bullworker.core.errors import LeaderError as LeaderError
+from bullworker.core.tasks import within
 
 __all__ = ["RELEASE_SCRIPT", "RENEW_SCRIPT", "LeaderCallback", "LeaderError", "LeaderService"]
 
@@ -182,9 +183,9 @@ class LeaderService:
         started = time.monotonic()
         self._may_hold = True
         try:
-            result: Any = await asyncio.wait_for(
+            result: Any = await within(
                 self._redis.set(self._key, self._token, nx=True, px=self._ttl_ms),
-                timeout=self._validity,
+                self._validity,
             )
         except Exception as exc:
             # Only a timed-out SET may still have been applied; others never reached Redis.
@@ -228,9 +229,9 @@ class LeaderService:
                 return "lease expired before it could be renewed"
             started = time.monotonic()
             try:
-                renewed: Any = await asyncio.wait_for(
+                renewed: Any = await within(
                     self._renew(keys=[self._key], args=[self._token, self._ttl_ms]),
-                    timeout=remaining,
+                    remaining,
                 )
             except TimeoutError:
                 return "renewal did not answer before the lease expired"
@@ -250,9 +251,7 @@ class LeaderService:
     async def _release_lock(self) -> None:
         """Best-effort compare-and-DEL of our token; errors are logged, not raised."""
         try:
-            await asyncio.wait_for(
-                self._release(keys=[self._key], args=[self._token]), timeout=self._ttl
-            )
+            await within(self._release(keys=[self._key], args=[self._token]), self._ttl)
         except Exception as exc:
             logger.warning("%r could not release %s: %r", self._name, self._key, exc)
         else:
