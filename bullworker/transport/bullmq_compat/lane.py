@@ -19,8 +19,9 @@ client's own pool). Calls inside a pipeline or transaction keep redis-py's path.
 from __future__ import annotations
 
 import asyncio
+import functools
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import hiredis
@@ -60,20 +61,9 @@ class Lane:
 
         The reply is what redis-py would return; a script's error is raised.
         """
-        if self._retry is None:
-            return await self._call_once(script, keys, args)
-        return await self._retry.call_with_retry(
-            lambda: self._call_once(script, keys, args), _dropped
+        return await _retrying(
+            self._retry, lambda: _evalsha(self._send, self._client, script, keys, args)
         )
-
-    async def _call_once(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        packed = hiredis.pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))
-        try:
-            return await self._send(packed)
-        except NoScriptError:  # a restarted or flushed server: load it, then once more
-            script.sha = await self._client.script_load(script.script)
-            packed = hiredis.pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))
-            return await self._send(packed)
 
     async def _send(self, packed: bytes) -> Any:
         if self._closed:
@@ -147,24 +137,38 @@ async def call_script(client: Any, script: Any, keys: Sequence[Any], args: Seque
     if not Lane.usable(client):
         return await script(keys=keys, args=args)
     retry = client.connection_pool.connection_kwargs.get("retry")
+    send = functools.partial(_round_trip, client)
+    return await _retrying(retry, lambda: _evalsha(send, client, script, keys, args))
+
+
+async def _retrying(retry: Any, call: Callable[[], Awaitable[Any]]) -> Any:
+    """``call()`` under the client's retry policy (redis-py's ``Retry``), if it has one."""
     if retry is None:
-        return await _evalsha(client, script, keys, args)
-    return await retry.call_with_retry(lambda: _evalsha(client, script, keys, args), _dropped)
+        return await call()
+    return await retry.call_with_retry(call, _dropped)
 
 
-async def _evalsha(client: Any, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+async def _evalsha(
+    send: Callable[[bytes], Awaitable[Any]],
+    client: Any,
+    script: Any,
+    keys: Sequence[Any],
+    args: Sequence[Any],
+) -> Any:
+    """``EVALSHA`` packed by hiredis, through ``send``; after a ``NOSCRIPT`` (a restarted or
+    flushed server) the script is loaded through ``client`` and called once more."""
     try:
-        return await _round_trip(client, ("EVALSHA", script.sha, len(keys), *keys, *args))
-    except NoScriptError:  # a restarted or flushed server: load it, then once more
+        return await send(hiredis.pack_command(("EVALSHA", script.sha, len(keys), *keys, *args)))
+    except NoScriptError:
         script.sha = await client.script_load(script.script)
-        return await _round_trip(client, ("EVALSHA", script.sha, len(keys), *keys, *args))
+        return await send(hiredis.pack_command(("EVALSHA", script.sha, len(keys), *keys, *args)))
 
 
-async def _round_trip(client: Any, command: tuple[Any, ...]) -> Any:
+async def _round_trip(client: Any, packed: bytes) -> Any:
     pool = client.connection_pool
     conn = await pool.get_connection()
     try:
-        await conn.send_packed_command(hiredis.pack_command(command), check_health=True)
+        await conn.send_packed_command(packed, check_health=True)
         return await conn.read_response()
     except ResponseError:  # the script's error: the connection is fine
         raise
