@@ -20,6 +20,12 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 TODAY = NOW.date()
 
 
+@pytest.fixture(autouse=True)
+def _same_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store's day is the day these tests were collected on, even past midnight UTC."""
+    monkeypatch.setattr(partitions, "today", lambda: TODAY)
+
+
 def rec(
     job_id: str, created: datetime, completed: datetime | None = None, **more: Any
 ) -> JobRecord:
