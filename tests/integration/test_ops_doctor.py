@@ -8,8 +8,10 @@ import subprocess
 import time
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
+from bullworker.history.store import schema as q
 from tests.integration.ops_support import APP, bullworker, ok_json
 
 # --------------------------------------------------------------------------- doctor
@@ -118,3 +120,25 @@ async def test_doctor_warns_about_an_evicting_redis(
     report = await ok_json({**env, "REDIS_URL": evicting}, "doctor")
     [policy] = [c for c in report["checks"] if c["check"] == "maxmemory-policy"]
     assert policy["level"] == "WARN" and report["ok"] is True
+
+
+async def test_doctor_warns_about_an_unpartitioned_table_that_jobs_partition_migrates(
+    env: dict[str, str], pg_dsn: str, pg_schema: str
+) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for statement in q.pg_ddl(q.pg_table(pg_schema)):  # as an earlier version made it
+            conn.execute(statement)
+    result = await bullworker(env, "doctor", "--app", APP)
+    assert result.returncode == 0, result.stdout  # a WARN: the table works as it is
+    [warning] = [ln for ln in result.stdout.splitlines() if ln.startswith("WARN  database")]
+    assert "_jobs is not partitioned by day" in warning
+    assert "fix: run `bullworker jobs partition`" in result.stdout
+
+    migrated = await ok_json(env, "jobs", "partition")
+    assert (migrated["alreadyPartitioned"], migrated["rows"]) == (False, 0)
+    assert migrated["partitions"] > 0
+    again = await bullworker(env, "jobs", "partition", "--app", APP)
+    assert again.returncode == 0 and "partitioned already" in again.stdout, again.stdout
+    report = await ok_json(env, "doctor")
+    [database] = [c for c in report["checks"] if c["check"] == "database"]
+    assert database["level"] == "OK" and database["message"].endswith("_jobs exists")
