@@ -12,7 +12,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from bullworker.transport.bullmq_compat.lane import Lane, call_script
+from bullworker.transport.bullmq_compat.lane import Lane
+from bullworker.transport.bullmq_compat.wire import call_script
 from bullworker.transport.connection import use_retry_policy
 from tests.proxy import TcpProxy
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from bullworker.core.keys import JOB_SUBKEY_SUFFIXES, LOGS_SUFFIX
 from bullworker.history import job_scripts, scripts
-from bullworker.transport.bullmq_compat.lane import call_script
+from bullworker.transport.bullmq_compat.wire import call_script
 
 Arg = str | int | float
 

@@ -19,18 +19,18 @@ client's own pool). Calls inside a pipeline or transaction keep redis-py's path.
 from __future__ import annotations
 
 import asyncio
-import functools
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import hiredis
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bullworker.core.errors import BullmqIncompatible
+from bullworker.transport.bullmq_compat.multi import ScriptBatch
+from bullworker.transport.bullmq_compat.wire import evalsha, with_retry
 
 #: The scripts behind ``Queue.add``, one call per job (``addBulk`` uses a transaction).
 ADD_SCRIPTS = ("addStandardJob", "addDelayedJob", "addPrioritizedJob")
@@ -61,8 +61,8 @@ class Lane:
 
         The reply is what redis-py would return; a script's error is raised.
         """
-        return await _retrying(
-            self._retry, lambda: _evalsha(self._send, self._client, script, keys, args)
+        return await with_retry(
+            self._retry, lambda: evalsha(self._send, self._client, script, keys, args)
         )
 
     async def _send(self, packed: bytes) -> Any:
@@ -130,55 +130,6 @@ class Lane:
         await self._drop()
 
 
-async def call_script(client: Any, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-    """``script(keys=keys, args=args)``, packed by hiredis in one step on a connection of
-    ``client``'s pool: for the recorder's calls with thousands of keys and arguments,
-    which redis-py packs one at a time in Python. A cluster client keeps its own path."""
-    if not Lane.usable(client):
-        return await script(keys=keys, args=args)
-    retry = client.connection_pool.connection_kwargs.get("retry")
-    send = functools.partial(_round_trip, client)
-    return await _retrying(retry, lambda: _evalsha(send, client, script, keys, args))
-
-
-async def _retrying(retry: Any, call: Callable[[], Awaitable[Any]]) -> Any:
-    """``call()`` under the client's retry policy (redis-py's ``Retry``), if it has one."""
-    if retry is None:
-        return await call()
-    return await retry.call_with_retry(call, _dropped)
-
-
-async def _evalsha(
-    send: Callable[[bytes], Awaitable[Any]],
-    client: Any,
-    script: Any,
-    keys: Sequence[Any],
-    args: Sequence[Any],
-) -> Any:
-    """``EVALSHA`` packed by hiredis, through ``send``; after a ``NOSCRIPT`` (a restarted or
-    flushed server) the script is loaded through ``client`` and called once more."""
-    try:
-        return await send(hiredis.pack_command(("EVALSHA", script.sha, len(keys), *keys, *args)))
-    except NoScriptError:
-        script.sha = await client.script_load(script.script)
-        return await send(hiredis.pack_command(("EVALSHA", script.sha, len(keys), *keys, *args)))
-
-
-async def _round_trip(client: Any, packed: bytes) -> Any:
-    pool = client.connection_pool
-    conn = await pool.get_connection()
-    try:
-        await conn.send_packed_command(packed, check_health=True)
-        return await conn.read_response()
-    except ResponseError:  # the script's error: the connection is fine
-        raise
-    except BaseException:
-        await conn.disconnect()  # not given back half-read
-        raise
-    finally:
-        await pool.release(conn)
-
-
 class LaneScript:
     """Stands in for an ``AsyncScript`` in bullmq's ``Scripts.commands``: calls go through
     a lane, except those queued on a pipeline (``client=``), which keep redis-py's path."""
@@ -193,6 +144,8 @@ class LaneScript:
         args: Sequence[Any] | None = None,
         client: Any = None,
     ) -> Any:
+        if isinstance(client, ScriptBatch):  # collected for one MULTI/EXEC (`multi`)
+            return client.add(self.script, keys or (), args or ())
         if client is not None:
             return self.script(keys=keys, args=args, client=client)
         return self.lane.call(self.script, keys or (), args or ())
@@ -226,15 +179,16 @@ def use_add_lane(queue: Any) -> None:
         _QUEUE_LANES[queue] = lane
 
 
+def has_add_lane(queue: Any) -> bool:
+    """Whether :func:`use_add_lane` gave ``queue`` a lane (its add scripts take a `ScriptBatch`)."""
+    return queue in _QUEUE_LANES
+
+
 async def close_add_lane(queue: Any) -> None:
     """Close the lane :func:`use_add_lane` gave ``queue``, if any."""
     lane = _QUEUE_LANES.pop(queue, None)
     if lane is not None:
         await lane.close()
-
-
-async def _dropped(_error: Exception) -> None:
-    """The retry policy's failure handler: the lane has already dropped its connection."""
 
 
 def _settle(future: asyncio.Future[Any], reply: Any) -> None:

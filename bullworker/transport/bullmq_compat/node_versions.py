@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bullworker.core.errors import NodeBullmqUnsupported
+from bullworker.transport.bullmq_compat.lane import has_add_lane
+from bullworker.transport.bullmq_compat.multi import ScriptBatch
 
 #: The oldest Node BullMQ bullworker shares queues with: the first that records
 #: its version in the queue's meta (tested in tests/node as ``bullmq5-oldest``).
@@ -325,17 +327,18 @@ class PausedLayout:
         await self._check(queue)
         if self._plain(queue):
             return str((await queue.add(name, data, opts)).id)
-        [job_id] = await self._add_guarded(queue, [(name, data, opts)])
+        [job_id] = await self._add(queue, [(name, data, opts)], guarded=True)
         return job_id
 
     async def add_bulk(self, queue: Any, entries: list[dict[str, Any]]) -> list[str]:
         """``queue.addBulk(entries)`` (``{"name", "data", "opts"}``); returns the ids in order."""
         if not self._plain(queue):
             await self._check(queue)
-        if self._plain(queue):
+        guarded = not self._plain(queue)
+        if not guarded and not has_add_lane(queue):  # a cluster client: bullmq's own path
             return [str(job.id) for job in await queue.addBulk(entries)]
         jobs = [(e["name"], e.get("data"), e.get("opts") or {}) for e in entries]
-        return await self._add_guarded(queue, jobs)
+        return await self._add(queue, jobs, guarded=guarded)
 
     def _sweep(self, queue: Any) -> Any:
         client = queue.client
@@ -344,10 +347,11 @@ class PausedLayout:
             sweep = self._sweeps[id(client)] = client.register_script(_SWEEP)
         return sweep
 
-    async def _add_guarded(
-        self, queue: Any, jobs: list[tuple[str, Any, dict[str, Any]]]
+    async def _add(
+        self, queue: Any, jobs: list[tuple[str, Any, dict[str, Any]]], *, guarded: bool = False
     ) -> list[str]:
-        """The port's add scripts, then :data:`_SWEEP`, in one MULTI/EXEC (as ``addBulk`` adds)."""
+        """The port's add scripts in one MULTI/EXEC (as ``addBulk`` adds), then
+        :data:`_SWEEP` in the same one when ``guarded``."""
         from bullmq import Job
 
         scripts = queue.scripts
@@ -357,14 +361,27 @@ class PausedLayout:
             for job in built
             if job.opts.get("lifo") and not job.opts.get("delay") and not job.opts.get("priority")
         )
-        async with queue.client.pipeline(transaction=True) as pipe:
+        sweep = self._sweep(queue) if guarded else None
+        if has_add_lane(queue):  # packed by hiredis, sent in one write
+            batch = ScriptBatch()
             for job in built:
-                await scripts.addJob(job, pipe)
-            await self._sweep(queue)(keys=_sweep_keys(queue), args=[lifo], client=pipe)
-            *results, (version, paused, had_list, _moved) = await pipe.execute()
-        self._remember(
-            queue, NodeBullmq(raw=version or None, paused=bool(paused), paused_list=bool(had_list))
-        )
+                await scripts.addJob(job, batch)
+            if sweep is not None:
+                batch.add(sweep, _sweep_keys(queue), [lifo])
+            results = await batch.execute(queue.client)
+        else:
+            async with queue.client.pipeline(transaction=True) as pipe:
+                for job in built:
+                    await scripts.addJob(job, pipe)
+                if sweep is not None:
+                    await sweep(keys=_sweep_keys(queue), args=[lifo], client=pipe)
+                results = await pipe.execute()
+        if sweep is not None:
+            *results, (version, paused, had_list, _moved) = results
+            self._remember(
+                queue,
+                NodeBullmq(raw=version or None, paused=bool(paused), paused_list=bool(had_list)),
+            )
         ids = []
         for job, result in zip(built, results, strict=True):
             if isinstance(result, int) and result < 0:
