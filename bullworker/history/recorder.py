@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +38,9 @@ from bullworker.core import keys
 from bullworker.core.keep import KeepWindow
 from bullworker.core.tasks import within
 from bullworker.history.backlog import recording_lag
-from bullworker.history.batch import Batch, Finished, Gone, log_lost, lost_jobs, own_rows
+from bullworker.history.batch import Finished, Gone, log_lost, lost_jobs, own_rows
 from bullworker.history.hashes import attempts_of, to_record
+from bullworker.history.read_ahead import ReadAhead
 from bullworker.history.script_calls import FetchNew, MarkRecorded, TrimKept
 from bullworker.history.store import JobStore, StoreError
 
@@ -104,7 +105,7 @@ class Recorder:
         self._more = False
         self._gap_at: str | None = None  # the cursor of the last gap said
         self._lost_logged: set[str] = set()
-        self._fetch = FetchNew(redis)
+        self._reads = ReadAhead(FetchNew(redis), [*self._sets, self._key(keys.EVENTS_SUFFIX)])
         self._mark = MarkRecorded(redis)
         self._trim = TrimKept(redis)
 
@@ -138,6 +139,7 @@ class Recorder:
         log.info("recording queue %s", self.queue)
 
     async def stop(self) -> None:
+        self._reads.drop()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -189,14 +191,15 @@ class Recorder:
         scan = time.monotonic() >= self._scan_due
         if scan:
             self._scan_due = time.monotonic()  # 0 below when a job changed since the read
-        args: list[str | int] = [
-            keys.job_key(self.prefix, self.queue, ""), self.batch_size, self.log_lines,
-            self._cursor, int(scan), max(100, self.batch_size * 4), keys.RECORDED_FIELD,
-            *self._scan_from.values(), SCAN_STEP,
-        ]  # fmt: skip
-        batch = Batch.parse(
-            await self._fetch(keys=[*self._sets, self._key(keys.EVENTS_SUFFIX)], args=args)
+        batch = await self._reads.read(
+            self._fetch_args(self._cursor, scan, self._scan_from.values())
         )
+        scan_from = {status: batch.resume.get(status, "-inf") for status in self._scan_from}
+        if batch.scanned:
+            scan_from = dict.fromkeys(keys.FINISHED_SETS, "-inf")
+        scan_on = scan and not batch.scanned  # the next batch goes on with this scan
+        if (batch.more or scan_on) and not batch.gone:  # a backlog: read on meanwhile
+            self._reads.start(self._fetch_args(batch.cursor, scan_on, scan_from.values()), batch)
         if batch.gap and self._gap_at != self._cursor:
             self._gap_at = self._cursor  # said once, not at each retry of a failing batch
             log.warning(
@@ -233,20 +236,28 @@ class Recorder:
                 self._scan_due = 0.0  # some changed since the read: read them again
         self._cursor = batch.cursor
         # Where the scan goes on: only now, so that a batch that failed is read again.
-        self._scan_from = {status: batch.resume.get(status, "-inf") for status in self._scan_from}
-        if batch.scanned:
-            self._scan_from = dict.fromkeys(keys.FINISHED_SETS, "-inf")
-            if self._scan_due:  # not set to 0 above: some changed since the read
-                self._scan_due = time.monotonic() + self.sweep_interval
+        self._scan_from = scan_from
+        if batch.scanned and self._scan_due:  # not set to 0 above: some changed since the read
+            self._scan_due = time.monotonic() + self.sweep_interval
         for entry in lost:
             if entry.status not in self._lost_logged:
                 self._lost_logged.add(entry.status)
                 log_lost(self.queue, entry)
-        trimmed = await self.trim()
-        self._more = batch.more or (scan and not batch.scanned) or trimmed >= self.batch_size
+        behind = batch.more or scan_on
+        # Keeping nothing, the mark removed the batch's jobs: while behind, the oldest left
+        # in the sets are unrecorded ones, which a trim would only read.
+        trimmed = 0 if behind and self.keep.keeps_nothing else await self.trim()
+        self._more = behind or trimmed >= self.batch_size
         self.stats.batches += 1
         self.stats.last_batch_at = time.time()
         return len(jobs) + len(batch.gone)
+
+    def _fetch_args(self, cursor: str, scan: bool, scan_from: Iterable[str]) -> list[str | int]:
+        return [
+            keys.job_key(self.prefix, self.queue, ""), self.batch_size, self.log_lines,
+            cursor, int(scan), max(100, self.batch_size * 4), keys.RECORDED_FIELD,
+            *scan_from, SCAN_STEP,
+        ]  # fmt: skip
 
     async def _mark_recorded(
         self, jobs: list[Finished], gone: list[Gone], lost: list[Gone], cursor: str

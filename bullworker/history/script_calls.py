@@ -46,10 +46,13 @@ class FetchNew:
         self._ids = client.register_script(scripts.FETCH_IDS)
         self._pick = client.register_script(scripts.FETCH_PICK)
 
-    async def __call__(self, *, keys: Sequence[str], args: Sequence[Arg]) -> str:
+    async def __call__(
+        self, *, keys: Sequence[str], args: Sequence[Arg], skip: Sequence[str] = ()
+    ) -> str:
+        """The batch as JSON; the jobs of ``skip`` (ids) are left out."""
         prefix, limit, keep, cursor, scan, events, field, *resume, budget = args
         head = await call_script(
-            self._client, self._ids, keys, [limit, cursor, scan, events, *resume, budget]
+            self._client, self._ids, keys, [limit, cursor, scan, events, *resume, budget, *skip]
         )
         candidates = [str(v) for v in head[6]]
         found = [str(v) for v in head[:6]] + candidates

@@ -67,7 +67,8 @@ end
 #: First half of `script_calls.FetchNew`: which jobs a batch looks at. KEYS: completed set,
 #: failed set, event stream. ARGV: batch size, cursor ("": start at the stream's end, and
 #: scan), scan (1/0), most events read, where the scan of the completed and of the failed
-#: set goes on (a score, "-inf", or "done"), most set members a scan looks at.
+#: set goes on (a score, "-inf", or "done"), most set members a scan looks at, then ids to
+#: leave out (those of the batch being written while this one is read ahead).
 #:
 #: Returns ``{cursor, more, gap, scanned, resume completed, resume failed, {kind, status, id,
 #: score, ...}}`` (flags 1/0): per candidate its kind ("e": named by a finished event, "g":
@@ -78,6 +79,7 @@ local limit, cursor, full, max_events = tonumber(ARGV[1]), ARGV[2], ARGV[3] == "
 local sets = {completed = KEYS[1], failed = KEYS[2]}
 local found, seen, n = {}, {}, 0
 local more, gap, scanned = false, false, false
+for i = 8, #ARGV do seen[ARGV[i]] = true end
 
 local function add(kind, status, id, score)
   seen[id] = true

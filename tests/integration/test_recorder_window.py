@@ -198,6 +198,7 @@ async def test_a_scan_goes_on_where_the_last_batch_stopped(
         while recorder.more:
             handled.append(await recorder.record_batch())
         assert handled == [2, 2, 2, 1]  # oldest first, each once
+        assert recorder._reads.used == 3  # each next batch read while the last was written
         assert recorder.stats.rows_written == 7
         assert await recorder.record_batch() == 0
     finally:
@@ -205,6 +206,26 @@ async def test_a_scan_goes_on_where_the_last_batch_stopped(
     assert await store.count(queue="default") == 7
     assert (await recording_backlog(redis_client, prefix, "default")).total == 0
     assert await finished_in_redis(prefix, "default") == 7
+
+
+async def test_a_backlog_of_events_is_read_ahead_each_job_once(
+    prefix: str, store: JobStore, redis_client: aioredis.Redis
+) -> None:
+    recorder = make_recorder(prefix, "default", store, keep=KeepWindow(), batch_size=2)
+    try:
+        assert await recorder.record_batch() == 0  # the first batch scans: nothing yet
+        assert not recorder.more
+        await run_jobs(prefix, [(EchoJob, {"n": n}, {}) for n in range(7)])
+        handled = [await recorder.record_batch()]  # from the events, not a scan
+        while recorder.more:
+            handled.append(await recorder.record_batch())
+        assert handled == [2, 2, 2, 1]
+        assert recorder._reads.used == 3
+        assert recorder.stats.rows_written == 7
+    finally:
+        await recorder.redis.aclose()
+    assert await store.count(queue="default") == 7
+    assert (await recording_backlog(redis_client, prefix, "default")).total == 0
 
 
 async def test_each_queue_gets_its_window_from_the_settings(prefix: str, tmp_path: Path) -> None:
