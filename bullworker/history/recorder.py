@@ -105,6 +105,7 @@ class Recorder:
         self._more = False
         self._gap_at: str | None = None  # the cursor of the last gap said
         self._lost_logged: set[str] = set()
+        self._marking: asyncio.Task[None] | None = None  # the last batch's, while behind
         self._reads = ReadAhead(FetchNew(redis), [*self._sets, self._key(keys.EVENTS_SUFFIX)])
         self._mark = MarkRecorded(redis)
         self._trim = TrimKept(redis)
@@ -139,12 +140,18 @@ class Recorder:
         log.info("recording queue %s", self.queue)
 
     async def stop(self) -> None:
-        self._reads.drop()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+        self._reads.drop()
+        marking, self._marking = self._marking, None
+        if marking is not None:  # its jobs stay unmarked if it is cut short: read again
+            marking.cancel()
+            await asyncio.gather(marking, return_exceptions=True)
+            self._cursor = None
+        if tasks:
             log.info("stopped recording queue %s", self.queue)
 
     async def finish(self, within: float) -> None:
@@ -226,14 +233,14 @@ class Recorder:
                     )
                     self.stats.rows_written += rewritten
             lost = await lost_jobs(store, self.queue, batch.gone) if batch.gone else []
+        await self._marked()  # the last batch's, in order: it stores the cursor before ours
+        behind = batch.more or scan_on
         if jobs or batch.gone or batch.cursor != self._cursor:
-            marked, removed, counted = await self._mark_recorded(
-                jobs, batch.gone, lost, batch.cursor
-            )
-            self.stats.jobs_removed += removed
-            self.stats.jobs_lost += counted
-            if marked + removed < len(jobs):
-                self._scan_due = 0.0  # some changed since the read: read them again
+            marking = self._mark_recorded(jobs, batch.gone, lost, batch.cursor)
+            if behind and not batch.gone:  # marked while the next batch is written
+                self._marking = asyncio.create_task(marking, name=f"bullworker-mark:{self.queue}")
+            else:
+                await marking
         self._cursor = batch.cursor
         # Where the scan goes on: only now, so that a batch that failed is read again.
         self._scan_from = scan_from
@@ -243,7 +250,6 @@ class Recorder:
             if entry.status not in self._lost_logged:
                 self._lost_logged.add(entry.status)
                 log_lost(self.queue, entry)
-        behind = batch.more or scan_on
         # Keeping nothing, the mark removed the batch's jobs: while behind, the oldest left
         # in the sets are unrecorded ones, which a trim would only read.
         trimmed = 0 if behind and self.keep.keeps_nothing else await self.trim()
@@ -259,11 +265,23 @@ class Recorder:
             *scan_from, SCAN_STEP,
         ]  # fmt: skip
 
+    async def _marked(self) -> None:
+        """Wait for the mark started by the last batch. If it failed, its jobs are read again
+        from the cursor stored before it (their rows are written: writing again is a no-op)."""
+        marking, self._marking = self._marking, None
+        if marking is None:
+            return
+        try:
+            await marking
+        except BaseException:
+            self._cursor = None
+            self._reads.drop()
+            raise
+
     async def _mark_recorded(
         self, jobs: list[Finished], gone: list[Gone], lost: list[Gone], cursor: str
-    ) -> tuple[int, int, int]:
-        """`MARK_RECORDED`: mark (or remove) the recorded jobs, count ``lost``, store ``cursor``;
-        return how many were marked, removed and counted lost."""
+    ) -> None:
+        """`MARK_RECORDED`: mark (or remove) the recorded jobs, count ``lost``, store ``cursor``."""
         args: list[str | int] = [
             keys.job_key(self.prefix, self.queue, ""),
             keys.deduplication_key_prefix(self.prefix, self.queue),
@@ -281,8 +299,11 @@ class Recorder:
             keys.recorder_cursor_key(self.prefix, self.queue),
             keys.lost_key(self.prefix, self.queue),
         ]
-        marked, removed, counted = await self._mark(keys=where, args=args)
-        return int(marked), int(removed), int(counted)
+        marked, removed, counted = (int(n) for n in await self._mark(keys=where, args=args))
+        self.stats.jobs_removed += removed
+        self.stats.jobs_lost += counted
+        if marked + removed < len(jobs):
+            self._scan_due = 0.0  # some changed since the read: read them again
 
     async def trim(self) -> int:
         """Remove the recorded jobs beyond the keep window (at most ``batch_size`` a set)."""

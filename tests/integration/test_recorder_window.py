@@ -228,6 +228,36 @@ async def test_a_backlog_of_events_is_read_ahead_each_job_once(
     assert (await recording_backlog(redis_client, prefix, "default")).total == 0
 
 
+async def test_a_failed_mark_while_behind_reads_its_jobs_again(
+    prefix: str, store: JobStore, redis_client: aioredis.Redis
+) -> None:
+    # While behind, a batch's mark runs as the next batch is written; Redis failing it
+    # fails the next batch, and the jobs it left unmarked are read again, none lost.
+    recorder = make_recorder(prefix, "default", store, batch_size=2)  # keeps nothing
+    mark, failures = recorder._mark, []
+
+    async def failing_once(**call: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await mark(**call)
+
+    recorder._mark = failing_once  # type: ignore[method-assign]
+    try:
+        assert await recorder.record_batch() == 0  # the first batch scans: nothing yet
+        await run_jobs(prefix, [(EchoJob, {"n": n}, {}) for n in range(7)])
+        failures.append(ConnectionError("Redis went away"))
+        assert await recorder.record_batch() == 2  # its mark starts, and fails
+        with pytest.raises(ConnectionError, match="went away"):
+            await recorder.record_batch()
+        while await recorder.record_batch() or recorder.more:
+            pass
+    finally:
+        await recorder.redis.aclose()
+    assert await store.count(queue="default") == 7
+    assert (await recording_backlog(redis_client, prefix, "default")).total == 0
+    assert await finished_in_redis(prefix, "default") == 0
+
+
 async def test_each_queue_gets_its_window_from_the_settings(prefix: str, tmp_path: Path) -> None:
     from bullworker.history.recording import RecordingService
     from tests.helpers import app_config
