@@ -112,53 +112,61 @@ async def _cursor(schema: str, where: str) -> str | None:
     return f"{round(completed_at.replace(tzinfo=UTC).timestamp() * 1000)}~{job_id}"
 
 
-async def run(plan: Plan, log: Any) -> dict[str, Any]:
+async def measure_pages(
+    schema: str, prefix: str, repeats: int, log: Any = None, warm_ups: int = 3
+) -> dict[str, dict[str, Any]]:
+    """p50/p95 of each `CASES` page of ``/jobs`` over ``_jobs`` in ``schema``, through the
+    dashboard's ASGI app in this process; ``log`` says each page's figures."""
     import httpx
 
     from bullworker import AppConfig, create_app
     from bullworker.dashboard import dashboard_app
 
+    config = AppConfig(
+        environ={}, redis_url=REDIS_URL, bull_prefix=prefix, database_url=DATABASE_URL,
+        database_schema=schema, app_env="production",
+    )  # fmt: skip
+    app = create_app(config=config)
+    web = dashboard_app(app)
+    transport = httpx.ASGITransport(app=web, client=("127.0.0.1", 40000))
+    pages: dict[str, dict[str, Any]] = {}
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            for name, params, where, filtered in CASES:
+                wanted = [("first page", params)]
+                if where is not None and (cursor := await _cursor(schema, where)):
+                    wanted.append(("deep page", {**params, "cursor": cursor}))
+                for depth, query in wanted:
+                    url = "/jobs?" + urlencode({**query, "limit": 50})
+                    for _ in range(warm_ups):  # the pool, the plan cache, the queue list
+                        answer = await client.get(url)
+                        assert answer.status_code == 200, answer.text[:500]
+                    samples = []
+                    for _ in range(repeats):
+                        began = time.perf_counter()
+                        answer = await client.get(url)
+                        samples.append(time.perf_counter() - began)
+                        assert answer.status_code == 200
+                    figures = {**_percentiles(samples), "filtered": filtered, "url": url}
+                    pages[f"{name}, {depth}"] = figures
+                    if log is not None:
+                        log(
+                            f"  {name}, {depth}: p50 {figures['p50_ms']} ms, p95 {figures['p95_ms']} ms"
+                        )
+    finally:
+        await web.state.dashboard.close()
+        await app.stop()
+    return pages
+
+
+async def run(plan: Plan, log: Any) -> dict[str, Any]:
     rows = 5_000 if plan.smoke else 1_000_000
     repeats = 10 if plan.smoke else 60
     async with own_schema("dash") as schema, own_prefix("dash") as prefix:
         log(f"  inserting {rows:,} rows")
         filled = await _fill(schema, rows)
         log(f"  {filled['insert_s']} s to insert, {filled['indexes_s']} s to index")
-        config = AppConfig(
-            environ={}, redis_url=REDIS_URL, bull_prefix=prefix, database_url=DATABASE_URL,
-            database_schema=schema, app_env="production",
-        )  # fmt: skip
-        app = create_app(config=config)
-        web = dashboard_app(app)
-        transport = httpx.ASGITransport(app=web, client=("127.0.0.1", 40000))
-        pages: dict[str, dict[str, Any]] = {}
-        try:
-            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-                for name, params, where, filtered in CASES:
-                    wanted = [("first page", params)]
-                    if where is not None:
-                        cursor = await _cursor(schema, where)
-                        if cursor:
-                            wanted.append(("deep page", {**params, "cursor": cursor}))
-                    for depth, query in wanted:
-                        url = "/jobs?" + urlencode({**query, "limit": 50})
-                        for _ in range(3):  # warm-up: the pool, the plan cache, the queue list
-                            answer = await client.get(url)
-                            assert answer.status_code == 200, answer.text[:500]
-                        samples = []
-                        for _ in range(repeats):
-                            began = time.perf_counter()
-                            answer = await client.get(url)
-                            samples.append(time.perf_counter() - began)
-                            assert answer.status_code == 200
-                        figures = {**_percentiles(samples), "filtered": filtered, "url": url}
-                        pages[f"{name}, {depth}"] = figures
-                        log(
-                            f"  {name}, {depth}: p50 {figures['p50_ms']} ms, p95 {figures['p95_ms']} ms"
-                        )
-        finally:
-            await web.state.dashboard.close()
-            await app.stop()
+        pages = await measure_pages(schema, prefix, repeats, log)
     unfiltered = [v["p95_ms"] for v in pages.values() if not v["filtered"]]
     filtered_p95 = [v["p95_ms"] for v in pages.values() if v["filtered"]]
     return {

@@ -23,10 +23,9 @@ import statistics
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
-from bench.common import DATABASE_URL, REDIS_URL, Plan, own_prefix, own_schema
-from bench.dashboard_bench import CASES, ROWS_SQL, _cursor, _percentiles
+from bench.common import DATABASE_URL, Plan, own_prefix, own_schema
+from bench.dashboard_bench import ROWS_SQL, measure_pages
 
 #: Days of rows behind now (each has its partition).
 DAYS = 30
@@ -126,44 +125,6 @@ async def _inserts(store: Any, batch: int, repeats: int, start: int) -> dict[str
     }
 
 
-async def _pages(schema: str, prefix: str, repeats: int) -> dict[str, Any]:
-    """`bench.dashboard_bench`'s pages of ``/jobs``: p50/p95 of each."""
-    import httpx
-
-    from bullworker import AppConfig, create_app
-    from bullworker.dashboard import dashboard_app
-
-    config = AppConfig(
-        environ={}, redis_url=REDIS_URL, bull_prefix=prefix, database_url=DATABASE_URL,
-        database_schema=schema, app_env="production",
-    )  # fmt: skip
-    app = create_app(config=config)
-    web = dashboard_app(app)
-    transport = httpx.ASGITransport(app=web, client=("127.0.0.1", 40000))
-    pages: dict[str, Any] = {}
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-            for name, params, where, filtered in CASES:
-                wanted = [("first page", params)]
-                if where is not None and (cursor := await _cursor(schema, where)):
-                    wanted.append(("deep page", {**params, "cursor": cursor}))
-                for depth, query in wanted:
-                    url = "/jobs?" + urlencode({**query, "limit": 50})
-                    for _ in range(2):  # warm-up
-                        assert (await client.get(url)).status_code == 200
-                    samples = []
-                    for _ in range(repeats):
-                        began = time.perf_counter()
-                        answer = await client.get(url)
-                        samples.append(time.perf_counter() - began)
-                        assert answer.status_code == 200
-                    pages[f"{name}, {depth}"] = {**_percentiles(samples), "filtered": filtered}
-    finally:
-        await web.state.dashboard.close()
-        await app.stop()
-    return pages
-
-
 async def run(plan: Plan, log: Any) -> dict[str, Any]:
     import psycopg
 
@@ -189,7 +150,7 @@ async def run(plan: Plan, log: Any) -> dict[str, Any]:
             async with open_store(DATABASE_URL, pg_schema=schema) as store:
                 inserts = await _inserts(store, batch, repeats, 10**9 + written)
             written += repeats * BATCHES * batch
-            pages = await _pages(schema, prefix, page_repeats)
+            pages = await measure_pages(schema, prefix, page_repeats, warm_ups=2)
             table = f'"{schema}"."_jobs"'
             rows = (await (await conn.execute(COUNT_SQL.format(schema=schema))).fetchone())[0]
             sized = await (await conn.execute(PARTITION_SIZES_SQL, (table,))).fetchone()
