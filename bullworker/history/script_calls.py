@@ -27,12 +27,17 @@ def job_keys(job_prefix: str, job_id: str) -> list[str]:
     return [job_key, *(job_key + suffix for suffix in JOB_SUBKEY_SUFFIXES)]
 
 
-async def _drop_dedup(client: Any, dedup_prefix: str, pairs: Sequence[Any]) -> None:
+class DropDedup:
     """`scripts.DROP_DEDUP` for the ``id, deid, ...`` pairs a removal returned."""
-    if pairs:
-        ids, deids = [str(i) for i in pairs[::2]], [str(d) for d in pairs[1::2]]
-        drop = client.register_script(scripts.DROP_DEDUP)
-        await call_script(client, drop, [dedup_prefix + deid for deid in deids], ids)
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._drop = client.register_script(scripts.DROP_DEDUP)
+
+    async def __call__(self, dedup_prefix: str, pairs: Sequence[Any]) -> None:
+        if pairs:
+            ids, deids = [str(i) for i in pairs[::2]], [str(d) for d in pairs[1::2]]
+            await call_script(self._client, self._drop, [dedup_prefix + d for d in deids], ids)
 
 
 class FetchNew:
@@ -81,6 +86,7 @@ class MarkRecorded:
     def __init__(self, client: Any) -> None:
         self._client = client
         self._mark = client.register_script(scripts.MARK_RECORDED)
+        self._drop_dedup = DropDedup(client)
 
     async def __call__(self, *, keys: Sequence[str], args: Sequence[Arg]) -> list[int]:
         prefix, dedup_prefix, keep, cursor, completed, failed, now, field, n, *rest = args
@@ -93,7 +99,7 @@ class MarkRecorded:
         reply = await call_script(
             self._client, self._mark, where, [completed, failed, now, field, keep, cursor, n, *rest]
         )
-        await _drop_dedup(self._client, str(dedup_prefix), reply[3:])
+        await self._drop_dedup(str(dedup_prefix), reply[3:])
         return [int(v) for v in reply[:3]]
 
 
@@ -107,6 +113,7 @@ class TrimKept:
         self._client = client
         self._ids = client.register_script(scripts.TRIM_IDS)
         self._apply = client.register_script(scripts.TRIM_APPLY)
+        self._drop_dedup = DropDedup(client)
 
     async def __call__(self, *, keys: Sequence[str], args: Sequence[Arg]) -> list[int]:
         prefix, dedup_prefix, keep, limit, field, *windows = args
@@ -118,7 +125,7 @@ class TrimKept:
         for job_id in ids:
             where += job_keys(str(prefix), job_id)
         reply = await call_script(self._client, self._apply, where, [keep, field, found[0], *ids])
-        await _drop_dedup(self._client, str(dedup_prefix), reply[2:])
+        await self._drop_dedup(str(dedup_prefix), reply[2:])
         return [int(v) for v in reply[:2]]
 
 
@@ -146,13 +153,14 @@ class RemoveRecorded:
     def __init__(self, client: Any) -> None:
         self._client = client
         self._remove = client.register_script(job_scripts.REMOVE_RECORDED)
+        self._drop_dedup = DropDedup(client)
 
     async def outcome(self, keys: Sequence[str], args: Sequence[Arg]) -> tuple[int, int]:
         """How many were removed, and the last job's outcome (1 removed, 0 not in the
         set, -1 changed)."""
         dedup_prefix, keep, *jobs = args
         reply = await call_script(self._client, self._remove, keys, [keep, *jobs])
-        await _drop_dedup(self._client, str(dedup_prefix), reply[2:])
+        await self._drop_dedup(str(dedup_prefix), reply[2:])
         return int(reply[0]), int(reply[1])
 
     async def __call__(self, *, keys: Sequence[str], args: Sequence[Arg]) -> int:
