@@ -235,12 +235,17 @@ class Recorder:
             lost = await lost_jobs(store, self.queue, batch.gone) if batch.gone else []
         await self._marked()  # the last batch's, in order: it stores the cursor before ours
         behind = batch.more or scan_on
+        marking = None
         if jobs or batch.gone or batch.cursor != self._cursor:
             marking = self._mark_recorded(jobs, batch.gone, lost, batch.cursor)
-            if behind and not batch.gone:  # marked while the next batch is written
-                self._marking = asyncio.create_task(marking, name=f"bullworker-mark:{self.queue}")
-            else:
+        trimmed = 0
+        if behind and not batch.gone:  # marked, and trimmed, while the next batch is written
+            after = self._mark_and_trim(marking)
+            self._marking = asyncio.create_task(after, name=f"bullworker-mark:{self.queue}")
+        else:
+            if marking is not None:
                 await marking
+            trimmed = await self.trim()
         self._cursor = batch.cursor
         # Where the scan goes on: only now, so that a batch that failed is read again.
         self._scan_from = scan_from
@@ -250,9 +255,6 @@ class Recorder:
             if entry.status not in self._lost_logged:
                 self._lost_logged.add(entry.status)
                 log_lost(self.queue, entry)
-        # Keeping nothing, the mark removed the batch's jobs: while behind, the oldest left
-        # in the sets are unrecorded ones, which a trim would only read.
-        trimmed = 0 if behind and self.keep.keeps_nothing else await self.trim()
         self._more = behind or trimmed >= self.batch_size
         self.stats.batches += 1
         self.stats.last_batch_at = time.time()
@@ -266,8 +268,8 @@ class Recorder:
         ]  # fmt: skip
 
     async def _marked(self) -> None:
-        """Wait for the mark started by the last batch. If it failed, its jobs are read again
-        from the cursor stored before it (their rows are written: writing again is a no-op)."""
+        """Wait for the mark (and trim) the last batch started. If it failed, its jobs are read
+        again from the cursor stored before it (their rows are written: a rewrite is a no-op)."""
         marking, self._marking = self._marking, None
         if marking is None:
             return
@@ -277,6 +279,14 @@ class Recorder:
             self._cursor = None
             self._reads.drop()
             raise
+
+    async def _mark_and_trim(self, marking: Awaitable[None] | None) -> None:
+        if marking is not None:
+            await marking
+        # Keeping nothing, the mark removed the batch's jobs: while behind, the oldest left
+        # in the sets are unrecorded ones, which a trim would only read.
+        if not self.keep.keeps_nothing:
+            await self.trim()
 
     async def _mark_recorded(
         self, jobs: list[Finished], gone: list[Gone], lost: list[Gone], cursor: str
