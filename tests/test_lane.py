@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -24,8 +25,8 @@ return redis.call('RPUSH', KEYS[1], ARGV[1])
 """
 
 
-def _script(client: aioredis.Redis) -> object:
-    # A comment nobody else's script has: its sha is not loaded yet (NOSCRIPT first).
+def fresh_script(client: aioredis.Redis) -> Any:
+    """`SCRIPT` with a comment nobody else's script has: no server has loaded it yet."""
     return client.register_script(f"-- {uuid.uuid4().hex}\n{SCRIPT}")
 
 
@@ -36,11 +37,26 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
+@pytest.fixture
+async def proxied(redis_url: str) -> AsyncIterator[tuple[TcpProxy, aioredis.Redis]]:
+    """A client with the retry policy bullworker gives its clients, reaching the test Redis
+    through a proxy that can cut the connection."""
+    target = urlsplit(redis_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    await proxy.start()
+    db = target.path.lstrip("/") or "0"
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{proxy.port}/{db}", decode_responses=True)
+    use_retry_policy(client)
+    yield proxy, client
+    await client.aclose()
+    await proxy.cut()
+
+
 async def test_calls_made_together_get_their_own_replies_in_order(
     client: aioredis.Redis, prefix: str
 ) -> None:
     key = f"{prefix}:lane"
-    script = _script(client)
+    script = fresh_script(client)
     lane = Lane(client)
     try:
         assert (
@@ -63,36 +79,41 @@ async def test_calls_made_together_get_their_own_replies_in_order(
         await client.delete(key)
 
 
-async def test_a_dropped_connection_is_reopened_and_the_call_retried(
-    redis_url: str, prefix: str
-) -> None:
-    target = urlsplit(redis_url)
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379)
-    await proxy.start()
-    db = target.path.lstrip("/") or "0"
-    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{proxy.port}/{db}", decode_responses=True)
-    use_retry_policy(client)  # the policy a worker's client gets
-    key = f"{prefix}:lane"
-    script = _script(client)
-    lane = Lane(client)
+async def retried_across_a_cut(
+    proxied: tuple[TcpProxy, aioredis.Redis], key: str, call: Callable[[str], Awaitable[Any]]
+) -> list[Any]:
+    """``call("before")``, then ``call("during")`` made while the proxy is cut: it is retried,
+    not failed, and done once the proxy is back. Returns both replies."""
+    proxy, client = proxied
     try:
-        assert await lane.call(script, [key], ["before"]) == 1
+        before = await call("before")
         await proxy.cut()
-        pending = asyncio.create_task(lane.call(script, [key], ["during"]))
+        pending = asyncio.create_task(call("during"))
         await asyncio.sleep(0.5)
         assert not pending.done()  # retried, not failed
         await proxy.restore()
-        assert await asyncio.wait_for(pending, 10) == 2
+        during = await asyncio.wait_for(pending, 10)
         assert await client.lrange(key, 0, -1) == ["before", "during"]
+        return [before, during]
+    finally:
+        await client.delete(key)
+
+
+async def test_a_dropped_connection_is_reopened_and_the_call_retried(
+    proxied: tuple[TcpProxy, aioredis.Redis], prefix: str
+) -> None:
+    key, client = f"{prefix}:lane", proxied[1]
+    script, lane = fresh_script(client), Lane(client)
+    try:
+        assert await retried_across_a_cut(
+            proxied, key, lambda value: lane.call(script, [key], [value])
+        ) == [1, 2]  # fmt: skip
     finally:
         await lane.close()
-        await client.delete(key)
-        await client.aclose()
-        await proxy.cut()
 
 
 async def test_a_closed_lane_refuses_calls(client: aioredis.Redis, prefix: str) -> None:
-    script = _script(client)
+    script = fresh_script(client)
     lane = Lane(client)
     assert await lane.call(script, [f"{prefix}:lane"], ["x"]) == 1
     await lane.close()

@@ -3,11 +3,7 @@ the path of ``queue_jobs``."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,27 +12,12 @@ from redis.exceptions import ResponseError
 from bullworker.transport.bullmq_compat.lane import has_add_lane
 from bullworker.transport.bullmq_compat.multi import ScriptBatch
 from bullworker.transport.bullmq_compat.node_versions import PausedLayout
-from bullworker.transport.connection import close_queue, open_queue, use_retry_policy
+from bullworker.transport.connection import close_queue, open_queue
 from tests.helpers import app_config
 from tests.proxy import TcpProxy
-
-# Appends ARGV[1] to the list KEYS[1] and returns the list's length; fails on "boom".
-SCRIPT = """
-if ARGV[1] == 'boom' then return redis.error_reply('ERR boom') end
-return redis.call('RPUSH', KEYS[1], ARGV[1])
-"""
-
-
-def fresh_script(client: aioredis.Redis, body: str = SCRIPT) -> Any:
-    """A script no server has loaded yet (its own comment, so its own sha)."""
-    return client.register_script(f"-- {uuid.uuid4().hex}\n{body}")
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
+from tests.test_lane import client as client  # the fixture: a client of the test Redis
+from tests.test_lane import fresh_script, retried_across_a_cut
+from tests.test_lane import proxied as proxied  # the fixture: a client through a TcpProxy
 
 
 async def batch_of(script: Any, key: str, values: list[str]) -> ScriptBatch:
@@ -76,28 +57,16 @@ async def test_a_failing_call_is_raised_after_the_others_ran(
         await client.delete(key)
 
 
-async def test_a_dropped_connection_is_retried(redis_url: str, prefix: str) -> None:
-    target = urlsplit(redis_url)
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379)
-    await proxy.start()
-    db = target.path.lstrip("/") or "0"
-    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{proxy.port}/{db}", decode_responses=True)
-    use_retry_policy(client)  # the policy a queue's client gets
-    key = f"{prefix}:multi"
+async def test_a_dropped_connection_is_retried(
+    proxied: tuple[TcpProxy, aioredis.Redis], prefix: str
+) -> None:
+    key, client = f"{prefix}:multi", proxied[1]
     script = fresh_script(client)
-    try:
-        assert await (await batch_of(script, key, ["before"])).execute(client) == [1]
-        await proxy.cut()
-        pending = asyncio.create_task((await batch_of(script, key, ["during"])).execute(client))
-        await asyncio.sleep(0.5)
-        assert not pending.done()  # retried, not failed
-        await proxy.restore()
-        assert await asyncio.wait_for(pending, 10) == [2]
-        assert await client.lrange(key, 0, -1) == ["before", "during"]
-    finally:
-        await client.delete(key)
-        await client.aclose()
-        await proxy.cut()
+
+    async def add(value: str) -> Any:
+        return await (await batch_of(script, key, [value])).execute(client)
+
+    assert await retried_across_a_cut(proxied, key, add) == [[1], [2]]
 
 
 async def test_add_bulk_mixes_waiting_delayed_and_prioritized_jobs(prefix: str) -> None:
