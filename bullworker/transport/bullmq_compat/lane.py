@@ -23,14 +23,13 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bullworker.core.errors import BullmqIncompatible
 from bullworker.transport.bullmq_compat.multi import ScriptBatch
-from bullworker.transport.bullmq_compat.wire import evalsha, with_retry
+from bullworker.transport.bullmq_compat.wire import evalsha, on_one_server, with_retry
 
 #: The scripts behind ``Queue.add``, one call per job (``addBulk`` uses a transaction).
 ADD_SCRIPTS = ("addStandardJob", "addDelayedJob", "addPrioritizedJob")
@@ -54,7 +53,7 @@ class Lane:
     @classmethod
     def usable(cls, client: Any) -> bool:
         """Whether ``client`` is a plain client with a pool a lane can take a connection from."""
-        return isinstance(client, Redis)  # not a RedisCluster, which routes by key
+        return on_one_server(client)
 
     async def call(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """``EVALSHA`` ``script`` (redis-py's ``AsyncScript``) with ``keys`` and ``args``.

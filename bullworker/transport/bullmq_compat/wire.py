@@ -18,11 +18,17 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
 
+def on_one_server(client: Any) -> bool:
+    """Whether ``client`` talks to one server through its own pool (not a Redis Cluster
+    client, which routes each call by its keys): the helpers here need such a client."""
+    return isinstance(client, Redis)
+
+
 async def call_script(client: Any, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
     """``script(keys=keys, args=args)``, packed by hiredis in one step on a connection of
     ``client``'s pool: for the recorder's calls with thousands of keys and arguments,
     which redis-py packs one at a time in Python. A cluster client keeps its own path."""
-    if not isinstance(client, Redis):  # a RedisCluster routes each call by its keys
+    if not on_one_server(client):
         return await script(keys=keys, args=args)
     retry = client.connection_pool.connection_kwargs.get("retry")
     send = functools.partial(_one_reply, client)
